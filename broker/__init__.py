@@ -1,0 +1,1 @@
+"""The MQTT contract shared by edge and server: topics, payload models, JSON Schemas, broker configs."""

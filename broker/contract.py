@@ -1,0 +1,159 @@
+"""Typed payload models of the MQTT contract, imported by both edge and server.
+
+These pydantic models are the single source of the payload shapes: the JSON Schemas in
+``broker/schemas/`` are generated from them (``gridwatch broker schemas --write``) and a test keeps
+the two identical, so integrators who never read our code validate against the same rules we do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from gridwatch.broker.topics import ID_PATTERN
+
+EVENT_SCHEMA = "gridwatch.event/1"
+NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
+CAMERA_STATUS_SCHEMA = "gridwatch.camera-status/1"
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+# ISO-8601 with a zone. The pattern makes the JSON Schema as strict as the model: validators that do
+# not check `format: date-time` would otherwise accept naive or nonsense timestamps.
+Timestamp = Annotated[
+    AwareDatetime,
+    Field(json_schema_extra={"pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"}),
+]
+
+
+class EventType(StrEnum):
+    """What the edge recognised. The server opens one ticket per incident of any type."""
+
+    LOITERING = "loitering"
+    FIRE_LANE_BLOCKED = "fire_lane_blocked"
+    FIRE_LANE_OBSTRUCTED = "fire_lane_obstructed"
+    COURIER_ENTRY = "courier_entry"
+    COURIER_OVERSTAY = "courier_overstay"
+    CAMERA_OFFLINE = "camera_offline"
+    CAMERA_TAMPER = "camera_tamper"
+
+
+class Phase(StrEnum):
+    """An incident is reported as one ``start``, any number of ``update`` and one ``end``."""
+
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class DetectedObject(_Payload):
+    """The tracked object the event is about; ``box`` is (x1, y1, x2, y2) normalised to 0..1."""
+
+    class_name: str = Field(alias="class", min_length=1, max_length=64)
+    track_id: int = Field(ge=0)
+    box: tuple[Unit, Unit, Unit, Unit]
+    confidence: Unit
+
+
+class SnapshotRef(_Payload):
+    """A claim-check for the JPEG evidence: the bytes travel over HTTP, keyed by their hash."""
+
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    content_type: str = "image/jpeg"
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class Event(_Payload):
+    """One observation of an incident, published on the camera's events topic at QoS 1."""
+
+    schema_: str = Field(EVENT_SCHEMA, alias="schema", pattern=r"^gridwatch\.event/1$")
+    event_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description="Globally unique, generated on the edge; the idempotency key.",
+    )
+    incident_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] = Field(
+        description="Shared by the start, updates and end of one incident; one ticket per incident.",
+    )
+    type: EventType
+    phase: Phase
+    site_id: Id
+    node_id: Id
+    camera_id: Id
+    zone_id: Id
+    object: DetectedObject | None = None
+    started_at: Timestamp
+    observed_at: Timestamp
+    ended_at: Timestamp | None = None
+    attributes: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Rule-specific figures, e.g. dwell_s for loitering."
+    )
+    snapshot: SnapshotRef | None = None
+    source_time_s: float | None = Field(
+        None, ge=0, description="Seconds from the start of the source clip, when the source is a file."
+    )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class NodeState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeStatus(_Payload):
+    """Retained node availability; ``offline`` is also the node's MQTT last will."""
+
+    schema_: str = Field(NODE_STATUS_SCHEMA, alias="schema", pattern=r"^gridwatch\.node-status/1$")
+    site_id: Id
+    node_id: Id
+    state: NodeState
+    at: Timestamp
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class CameraStatus(_Payload):
+    """Retained per-camera health, refreshed periodically by the edge."""
+
+    schema_: str = Field(CAMERA_STATUS_SCHEMA, alias="schema", pattern=r"^gridwatch\.camera-status/1$")
+    site_id: Id
+    node_id: Id
+    camera_id: Id
+    state: NodeState
+    at: Timestamp
+    frames_in: int = Field(ge=0)
+    frames_detected: int = Field(ge=0)
+    inference_ms: float = Field(ge=0)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "event": Event,
+    "node-status": NodeStatus,
+    "camera-status": CameraStatus,
+}
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Validate a raw MQTT payload; raises pydantic.ValidationError with the reason."""
+    return Event.model_validate_json(raw)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

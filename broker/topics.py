@@ -1,0 +1,76 @@
+"""The versioned MQTT topic tree.
+
+Every topic GridWatch uses is built and parsed here, so edge, server and integrators agree on one
+layout and no code formats topic strings by hand::
+
+    gridwatch/v1/<site>/<node>/status                 node availability (retained, last will)
+    gridwatch/v1/<site>/<node>/<camera>/status        camera health (retained)
+    gridwatch/v1/<site>/<node>/<camera>/events        events (QoS 1)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ROOT = "gridwatch"
+VERSION = "v1"
+PREFIX = f"{ROOT}/{VERSION}"
+
+# Ids become topic segments: '+', '#' and '/' inside one would let a client escape a pattern ACL
+# (CVE-2017-7650), so ids are restricted to a safe alphabet before they ever reach a topic.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/+/events"
+STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
+
+
+class TopicError(ValueError):
+    """A topic or id that is not part of the contract."""
+
+
+def check_id(kind: str, value: str) -> str:
+    """Return ``value`` if it is safe as a topic segment, else raise naming ``kind``."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise TopicError(
+            f"{kind} {value!r} is not a valid id: use 1-64 letters, digits, '_', '.', '-' "
+            "(no '/', '+', '#', spaces), starting with a letter or digit"
+        )
+    return value
+
+
+def events_topic(site_id: str, node_id: str, camera_id: str) -> str:
+    return "/".join(
+        (PREFIX, check_id("site_id", site_id), check_id("node_id", node_id),
+         check_id("camera_id", camera_id), "events")
+    )
+
+
+def node_status_topic(site_id: str, node_id: str) -> str:
+    return "/".join((PREFIX, check_id("site_id", site_id), check_id("node_id", node_id), "status"))
+
+
+def camera_status_topic(site_id: str, node_id: str, camera_id: str) -> str:
+    return "/".join(
+        (PREFIX, check_id("site_id", site_id), check_id("node_id", node_id),
+         check_id("camera_id", camera_id), "status")
+    )
+
+
+@dataclass(frozen=True)
+class EventTopic:
+    site_id: str
+    node_id: str
+    camera_id: str
+
+
+def parse_events_topic(topic: str) -> EventTopic:
+    """Split an events topic into its ids; raise TopicError for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] != ROOT or parts[1] != VERSION or parts[5] != "events":
+        raise TopicError(f"not a {PREFIX} events topic: {topic!r}")
+    site_id, node_id, camera_id = parts[2:5]
+    for kind, value in (("site_id", site_id), ("node_id", node_id), ("camera_id", camera_id)):
+        check_id(kind, value)
+    return EventTopic(site_id, node_id, camera_id)

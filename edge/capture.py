@@ -1,0 +1,107 @@
+"""Frame sources: files, RTSP/HTTP streams and USB cameras through OpenCV's FFmpeg backend.
+
+Every frame carries ``source_time_s``: for a file, the clip's own clock (frame index / fps), so a
+replay gives the same times however fast the machine is; for a live stream, seconds since it was
+opened. ``sample()`` thins a stream to a camera's ``detect_fps`` on that clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or yields no frames."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    source_time_s: float
+    index: int
+
+
+def is_stream(source: str) -> bool:
+    return "://" in source or source.isdigit()
+
+
+class FrameSource:
+    """Decode frames in order; ``decode`` is False for frames the sampler will skip (cheap grab)."""
+
+    def __init__(self, source: str, loop: bool = False) -> None:
+        self.source = source
+        self.loop = loop and not is_stream(source)
+        if not is_stream(source) and not Path(source).is_file():
+            raise SourceError(f"source {source!r}: no such file")
+        self._capture = self._open()
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 and fps < 240 else 25.0
+        self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_stream(source) else 0
+        self.frames_read = 0
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(int(self.source) if self.source.isdigit() else self.source)
+        if not capture.isOpened():
+            raise SourceError(f"source {self.source!r}: OpenCV cannot open it (not a video, or unreachable)")
+        return capture
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.frame_count else 0.0
+
+    def close(self) -> None:
+        self._capture.release()
+
+    def frames(self, wanted: Callable[[float], bool] = lambda t: True) -> Iterator[Frame]:
+        """Yield the frames for which ``wanted(source_time_s)`` is true, decoding only those."""
+        index, offset, opened = 0, 0.0, time.monotonic()
+        yielded_any = False
+        while True:
+            live = is_stream(self.source)
+            t = (time.monotonic() - opened) if live else offset + index / self.fps
+            if not self._capture.grab():
+                if self.loop and yielded_any:
+                    self._capture.release()
+                    self._capture = self._open()
+                    offset, index = offset + index / self.fps, 0
+                    continue
+                break
+            self.frames_read += 1
+            if wanted(t):
+                ok, image = self._capture.retrieve()
+                if ok:
+                    yielded_any = True
+                    yield Frame(image, t, index)
+            index += 1
+        if not yielded_any:
+            raise SourceError(f"source {self.source!r}: no frame could be decoded")
+
+
+class Sampler:
+    """Accept one frame per 1/fps on the source clock, without drift from rounding."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self.next_due = 0.0
+
+    def __call__(self, t: float) -> bool:
+        if t + 1e-6 < self.next_due:
+            return False
+        self.next_due = max(self.next_due + self.period, t + self.period / 2)
+        return True
+
+
+def paced(frames: Iterator[Frame]) -> Iterator[Frame]:
+    """Release file frames no faster than real time (the demo and `edge run` on a file)."""
+    start = time.monotonic()
+    for frame in frames:
+        delay = start + frame.source_time_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield frame

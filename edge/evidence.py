@@ -1,0 +1,61 @@
+"""Snapshots: the full frame with the zone and the object's box drawn, stored by content hash.
+
+The hash is the snapshot's name everywhere (file on the edge, upload path on the server, reference
+in the event), so re-uploads are idempotent and an event can never point at the wrong image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gridwatch.broker.contract import SnapshotRef
+from gridwatch.edge.track import Track
+
+ZONE_COLOUR = (0, 200, 255)  # BGR amber
+BOX_COLOUR = (40, 40, 230)   # BGR red
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ref: SnapshotRef
+    path: Path
+
+
+def annotate(image: np.ndarray, polygon: np.ndarray, track: Track | None, label: str) -> np.ndarray:
+    """A copy of the frame with the zone outline, the object's box and a label."""
+    canvas = image.copy()
+    cv2.polylines(canvas, [polygon.astype(np.int32)], True, ZONE_COLOUR, 2)
+    if track is not None:
+        x1, y1, x2, y2 = (int(v) for v in track.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
+        cv2.putText(canvas, f"{label} #{track.track_id}", (x1, max(14, y1 - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, BOX_COLOUR, 1, cv2.LINE_AA)
+    return canvas
+
+
+class EvidenceStore:
+    """Writes JPEG snapshots into a directory, named by their sha256."""
+
+    def __init__(self, directory: Path, jpeg_quality: int = 85) -> None:
+        self.directory = directory
+        self.jpeg_quality = jpeg_quality
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def save(self, image: np.ndarray) -> Snapshot:
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        data = encoded.tobytes()
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.directory / f"{digest}.jpg"
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        ref = SnapshotRef(sha256=digest, width=image.shape[1], height=image.shape[0])
+        return Snapshot(ref, path)

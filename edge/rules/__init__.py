@@ -1,0 +1,1 @@
+"""Rules turn tracked objects in zones into incidents (start / update / end)."""

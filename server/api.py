@@ -1,0 +1,326 @@
+"""The HTTP face of the server: REST under ``/api``, live updates over SSE, and the console at ``/``.
+
+:func:`create_app` builds everything from one :class:`ServerSettings`; its lifespan migrates the
+database and starts MQTT ingest, so ``uvicorn``, ``gridwatch server``, ``gridwatch demo`` and the
+tests all run the same server. Every error is JSON of one shape (``schemas.ErrorResponse``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from gridwatch.broker.mqtt_url import parse_mqtt_url
+from gridwatch.server.consumer import MqttIngest
+from gridwatch.server.db import create_engine, session_factory, upgrade
+from gridwatch.server.ingest import IngestOutcome
+from gridwatch.server.live import Broadcaster, announce_ticket
+from gridwatch.server.models import DeadLetter, EventRecord, Ticket
+from gridwatch.server.schemas import (
+    DatabaseHealth,
+    DeadLetterOut,
+    ErrorResponse,
+    EventOut,
+    Health,
+    MqttHealth,
+    Page,
+    SnapshotStored,
+    TicketDetail,
+    TicketOut,
+)
+from gridwatch.server.settings import ServerSettings
+from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES, SHA256_RE, SnapshotError, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+CONSOLE_DIR = FsPath(__file__).resolve().parent / "console"
+SSE_KEEPALIVE_S = 15.0
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+Sha256 = Annotated[str, Path(pattern=SHA256_RE.pattern, description="64 lowercase hex digits")]
+
+
+def error_response(status: int, message: str, code: str | None = None,
+                   details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The single error shape: ``{"error": {"status", "code", "message", "details"?}}``."""
+    if code is None:
+        try:
+            code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            code = "error"
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _page(session: Session, query: sa.Select[Any], limit: int, offset: int) -> tuple[list[Any], int]:
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.limit(limit).offset(offset))), total
+
+
+def create_app(settings: ServerSettings | None = None, start_ingest: bool = True) -> FastAPI:
+    """The server application; ``start_ingest=False`` serves the API without an MQTT consumer."""
+    settings = settings or ServerSettings()
+    broadcaster = Broadcaster()
+    snapshots = SnapshotStore(settings.snapshots_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await run_in_threadpool(upgrade, settings.database_url)
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        app.state.engine = engine
+        app.state.sessions = sessions
+
+        def on_stored(outcome: IngestOutcome) -> None:
+            if outcome.ticket_id is not None:
+                announce_ticket(broadcaster, sessions, outcome.ticket_id, outcome.ticket_created)
+
+        app.state.on_stored = on_stored
+        ingest: MqttIngest | None = None
+        if start_ingest:
+            ingest = MqttIngest(
+                mqtt_url=settings.mqtt_url,
+                client_id=settings.mqtt_client_id,
+                subscription=settings.events_subscription,
+                session_factory=sessions,
+                on_stored=on_stored,
+            )
+            ingest.start()
+        app.state.ingest = ingest
+        try:
+            yield
+        finally:
+            broadcaster.close()
+            if ingest is not None:
+                await run_in_threadpool(ingest.stop)
+            engine.dispose()
+
+    app = FastAPI(
+        title="GridWatch server",
+        version="0.1.0",
+        summary="Camera events in over MQTT, grid tickets (网格工单) out.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse}},
+    )
+    app.state.settings = settings
+    app.state.broadcaster = broadcaster
+    app.state.snapshots = snapshots
+    _install_error_handlers(app)
+
+    # -- health ------------------------------------------------------------------------------
+
+    @app.get("/api/health", response_model=Health, responses={503: {"model": Health}})
+    def health(request: Request, response: Response) -> Health:
+        backend = sa.engine.make_url(settings.database_url).get_backend_name()
+        counts: dict[str, int] = {}
+        try:
+            with request.app.state.sessions() as session:
+                for name, model in (("events", EventRecord), ("tickets", Ticket),
+                                    ("dead_letters", DeadLetter)):
+                    counts[name] = session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+            database = DatabaseHealth(ok=True, backend=backend)
+        except Exception as exc:
+            database = DatabaseHealth(ok=False, backend=backend, error=str(exc).splitlines()[0])
+        ingest: MqttIngest | None = request.app.state.ingest
+        mqtt = MqttHealth(
+            enabled=ingest is not None,
+            connected=bool(ingest and ingest.connected),
+            subscribed=bool(ingest and ingest.subscribed),
+            url=parse_mqtt_url(settings.mqtt_url).redacted_url,
+            subscription=settings.events_subscription,
+            **(ingest.counts if ingest else {"stored": 0, "duplicates": 0, "dead_lettered": 0, "errors": 0}),
+        )
+        healthy = database.ok and (ingest is None or mqtt.connected)
+        if not database.ok:
+            response.status_code = 503
+        return Health(status="ok" if healthy else "degraded", database=database, mqtt=mqtt, counts=counts)
+
+    # -- events ------------------------------------------------------------------------------
+
+    @app.get("/api/events", response_model=Page[EventOut])
+    def list_events(
+        session: SessionDep,
+        event_type: Annotated[str | None, Query(alias="type")] = None,
+        camera_id: str | None = None,
+        ticket_id: int | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[EventOut]:
+        query = sa.select(EventRecord).order_by(EventRecord.observed_at.desc(), EventRecord.id.desc())
+        if event_type:
+            query = query.where(EventRecord.type == event_type)
+        if camera_id:
+            query = query.where(EventRecord.camera_id == camera_id)
+        if ticket_id is not None:
+            query = query.where(EventRecord.ticket_id == ticket_id)
+        rows, total = _page(session, query, limit, offset)
+        return Page[EventOut](items=[EventOut.model_validate(r) for r in rows], total=total,
+                              limit=limit, offset=offset)
+
+    @app.get("/api/events/{event_id}", response_model=EventOut, responses={404: {"model": ErrorResponse}})
+    def get_event(event_id: str, session: SessionDep) -> EventOut:
+        row = session.scalar(sa.select(EventRecord).where(EventRecord.event_id == event_id))
+        if row is None:
+            raise HTTPException(404, f"no event {event_id}")
+        return EventOut.model_validate(row)
+
+    # -- tickets -----------------------------------------------------------------------------
+
+    @app.get("/api/tickets", response_model=Page[TicketOut])
+    def list_tickets(
+        session: SessionDep,
+        stage: str | None = None,
+        ticket_type: Annotated[str | None, Query(alias="type")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[TicketOut]:
+        query = sa.select(Ticket).order_by(Ticket.opened_at.desc(), Ticket.id.desc())
+        if stage:
+            query = query.where(Ticket.stage == stage)
+        if ticket_type:
+            query = query.where(Ticket.type == ticket_type)
+        rows, total = _page(session, query, limit, offset)
+        return Page[TicketOut](items=[TicketOut.model_validate(r) for r in rows], total=total,
+                               limit=limit, offset=offset)
+
+    @app.get("/api/tickets/{ticket_id}", response_model=TicketDetail,
+             responses={404: {"model": ErrorResponse}})
+    def get_ticket(ticket_id: int, session: SessionDep) -> TicketDetail:
+        ticket = session.scalar(
+            sa.select(Ticket).where(Ticket.id == ticket_id).options(selectinload(Ticket.events))
+        )
+        if ticket is None:
+            raise HTTPException(404, f"no ticket {ticket_id}")
+        return TicketDetail.model_validate(ticket)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    @app.get("/api/dead-letters", response_model=Page[DeadLetterOut])
+    def list_dead_letters(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> Page[DeadLetterOut]:
+        query = sa.select(DeadLetter).order_by(DeadLetter.id.desc())
+        rows, total = _page(session, query, limit, offset)
+        return Page[DeadLetterOut](items=[DeadLetterOut.from_row(r) for r in rows], total=total,
+                                   limit=limit, offset=offset)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    @app.put(
+        "/api/snapshots/{sha256}",
+        response_model=SnapshotStored,
+        status_code=201,
+        responses={200: {"model": SnapshotStored}, 400: {"model": ErrorResponse},
+                   413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}},
+    )
+    async def put_snapshot(sha256: Sha256, request: Request, response: Response) -> SnapshotStored:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+        body = bytearray()
+        async for chunk in request.stream():  # bounded read: never buffer more than the limit
+            body += chunk
+            if len(body) > MAX_SNAPSHOT_BYTES:
+                raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+        stored = await run_in_threadpool(snapshots.put, sha256, bytes(body))
+        response.status_code = 201 if stored.created else 200
+        return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
+                              created=stored.created, url=f"/api/snapshots/{stored.sha256}")
+
+    @app.get("/api/snapshots/{sha256}", response_class=FileResponse,
+             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
+                        404: {"model": ErrorResponse}})
+    def get_snapshot(sha256: Sha256) -> FileResponse:
+        found = snapshots.find(sha256)
+        if found is None:
+            raise HTTPException(404, f"no snapshot {sha256}")
+        path, media_type = found
+        headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"'}
+        return FileResponse(path, media_type=media_type, headers=headers)
+
+    # -- live stream -------------------------------------------------------------------------
+
+    @app.get("/api/stream", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    async def stream() -> StreamingResponse:
+        """Server-Sent Events: a ``ticket`` message each time a ticket is created or updated."""
+
+        async def messages() -> AsyncIterator[str]:
+            sub = broadcaster.subscribe()
+            try:
+                # Sent at once so a client knows it is subscribed before anything happens.
+                yield "retry: 3000\n: connected\n\n"
+                while True:
+                    try:
+                        message = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"  # also how a vanished client is noticed
+                        continue
+                    if message is None:
+                        break
+                    yield message.encode()
+            finally:
+                broadcaster.unsubscribe(sub)
+
+        return StreamingResponse(messages(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- console -----------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def console() -> FileResponse:
+        return FileResponse(CONSOLE_DIR / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = jsonable_encoder(exc.errors(), exclude={"ctx", "url"})
+        first = details[0] if details else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}"
+        return error_response(422, message, "invalid_request", details)
+
+    @app.exception_handler(SnapshotError)
+    async def snapshot_error(_request: Request, exc: SnapshotError) -> JSONResponse:
+        return error_response(exc.status, str(exc), exc.code)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal server error")

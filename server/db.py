@@ -1,0 +1,88 @@
+"""Engines, sessions and schema upgrades for SQLite (default) and PostgreSQL.
+
+Users never run Alembic by hand: the server calls :func:`upgrade` at start, with the migrations
+shipped inside the package, so a ``pip install`` plus ``gridwatch server`` is the whole setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def normalize_url(database_url: str) -> str:
+    """Map driverless PostgreSQL URLs to psycopg 3 (the driver the server extra installs)."""
+    url = make_url(database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def create_engine(database_url: str, **kwargs: Any) -> sa.Engine:
+    """An engine tuned for a server that writes from one thread and reads from many.
+
+    SQLite gets WAL (readers never block the ingest writer), a busy timeout instead of instant
+    "database is locked" errors, and enforced foreign keys; its parent directory is created.
+    """
+    url = make_url(normalize_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        connect_args.update(kwargs.pop("connect_args", {}))
+        engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+
+        @sa_event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: objects stay readable after commit for serialising responses.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the database schema to ``revision`` using the packaged migrations (no alembic.ini)."""
+    # alembic announces each of its autogenerate plugins at INFO as it loads: noise here.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Passed as an attribute, not an ini option, so '%' in passwords needs no escaping.
+    config.attributes["database_url"] = normalize_url(database_url)
+    command.upgrade(config, revision)
+    log.info("database schema at %s", revision)
+
+
+def current_revision(database_url: str) -> str | None:
+    """The Alembic revision the database is at, or None when it has never been migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
