@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,21 @@ def test_missing_model_says_where_to_put_it(isolated: Path, monkeypatch: pytest.
 def test_unknown_model_name() -> None:
     with pytest.raises(KeyError, match="yolox_nano"):
         resolve_model("yolov99")
+
+
+def test_models_verify_command_checks_every_model(isolated: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "gridwatch.deploy", "models", "verify", "--no-download"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ok   yolox_nano" in result.stdout and "ok   osnet_x0_25_msmt17" in result.stdout
+
+
+def test_models_verify_fails_on_a_corrupt_copy(isolated: Path) -> None:
+    corrupt = isolated / "models"
+    corrupt.mkdir()
+    (corrupt / "yolox_nano.onnx").write_bytes(b"truncated")
+    result = subprocess.run([sys.executable, "-m", "gridwatch.deploy", "models", "verify", "yolox_nano"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "GRIDWATCH_MODELS": str(corrupt)})
+    assert result.returncode == 1
+    assert "FAIL yolox_nano" in result.stderr and "sha256" in result.stderr
