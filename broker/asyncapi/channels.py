@@ -1,0 +1,40 @@
+"""What topics.py cannot say about each topic: direction, QoS, retain flag and payload.
+
+One entry per topic builder in ``topics.py``; a test fails when a builder or a payload model has
+no entry here, so a new topic cannot ship undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gridwatch.broker import topics
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: str                       # the channel's id in the AsyncAPI document
+    builder: Callable[..., str]    # the topics.py function that builds its address
+    payload: str                   # its key in contract.PAYLOAD_MODELS (schema broker/schemas/<payload>.v1.json)
+    qos: int
+    retain: bool
+    publisher: str
+    readers: str
+    summary: str
+
+
+CHANNELS = (
+    Channel("events", topics.events_topic, "event", qos=1, retain=False,
+            publisher="edge node", readers="server, integrators of the site",
+            summary="One observation of an incident (start, updates, end); event_id is the idempotency key."),
+    Channel("nodeStatus", topics.node_status_topic, "node-status", qos=1, retain=True,
+            publisher="edge node (the broker publishes its last will, offline)", readers="server, integrators",
+            summary="Node availability: online on connect, offline as the MQTT last will."),
+    Channel("cameraStatus", topics.camera_status_topic, "camera-status", qos=1, retain=True,
+            publisher="edge node", readers="server, integrators",
+            summary="Per-camera health, refreshed periodically."),
+    Channel("ticketTransitions", topics.ticket_transitions_topic, "ticket-transition", qos=1, retain=False,
+            publisher="server", readers="integrators of the site",
+            summary="Each lifecycle transition of a grid ticket (网格工单), after it is committed."),
+)
