@@ -2,7 +2,11 @@
 
 Every frame carries ``source_time_s``: for a file, the clip's own clock (frame index / fps), so a
 replay gives the same times however fast the machine is; for a live stream, seconds since it was
-opened. ``sample()`` thins a stream to a camera's ``detect_fps`` on that clock.
+opened. ``Sampler`` thins a stream to a camera's ``detect_fps`` on that clock.
+
+Each capture decodes on one thread (many cameras share few cores; FFmpeg's default of a thread
+per core per stream only adds contention), and a stream gives up a read after ``read_timeout_s``
+so a stalled camera is noticed and reopened instead of blocking its reader forever.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ def is_stream(source: str) -> bool:
 class FrameSource:
     """Decode frames in order; ``decode`` is False for frames the sampler will skip (cheap grab)."""
 
-    def __init__(self, source: str, loop: bool = False) -> None:
+    def __init__(self, source: str, loop: bool = False, read_timeout_s: float = 5.0) -> None:
         self.source = source
         self.loop = loop and not is_stream(source)
+        self.read_timeout_s = read_timeout_s
         if not is_stream(source) and not Path(source).is_file():
             raise SourceError(f"source {source!r}: no such file")
         self._capture = self._open()
@@ -46,7 +51,14 @@ class FrameSource:
         self.frames_read = 0
 
     def _open(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(int(self.source) if self.source.isdigit() else self.source)
+        if self.source.isdigit():
+            capture = cv2.VideoCapture(int(self.source))
+        else:
+            timeout_ms = round(self.read_timeout_s * 1000)
+            capture = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_N_THREADS, 1,
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms,
+            ])
         if not capture.isOpened():
             raise SourceError(f"source {self.source!r}: OpenCV cannot open it (not a video, or unreachable)")
         return capture
@@ -95,13 +107,3 @@ class Sampler:
             return False
         self.next_due = max(self.next_due + self.period, t + self.period / 2)
         return True
-
-
-def paced(frames: Iterator[Frame]) -> Iterator[Frame]:
-    """Release file frames no faster than real time (the demo and `edge run` on a file)."""
-    start = time.monotonic()
-    for frame in frames:
-        delay = start + frame.source_time_s - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield frame

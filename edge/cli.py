@@ -32,7 +32,11 @@ def run(config_path: Path) -> None:
 
     config = _load(config_path)
     publisher = mqtt_publisher(config)
-    node = LiveNode(config, evidence_store(config, config_path.parent), publisher)
+    try:
+        node = LiveNode(config, evidence_store(config, config_path.parent), publisher)
+    except ConfigError as exc:
+        publisher.close()
+        raise click.ClickException(f"invalid config {config_path}:\n{exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: node.stopping.set())
     node.start()
     try:
@@ -87,7 +91,7 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
     try:
         pipeline = runner.replay(config, camera, sinks, runner.evidence_store(config, config_path.parent),
                                  clock_origin=start_time, on_progress=progress)
-    except (SourceError, ModelNotFound, ChecksumMismatch) as exc:
+    except (SourceError, ModelNotFound, ChecksumMismatch, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         bar.close()

@@ -41,18 +41,58 @@ Rule = Annotated[LoiteringRule, Field(discriminator="type")]
 RULE_TYPES = ("loitering",)
 
 
+def _at_least_a_triangle(polygon: tuple[Point, ...]) -> tuple[Point, ...]:
+    if len(polygon) < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {len(polygon)}")
+    return polygon
+
+
 class Zone(_Section):
     id: Id
     name: str | None = None
     polygon: tuple[Point, ...] = Field(description="Vertices in normalised image coordinates (0..1).")
+    inertia: int = Field(
+        2, ge=1, le=30, description="Detector updates an object must be in (or out) before it counts as in (out)."
+    )
+    min_area: float = Field(
+        0.0, ge=0, lt=1, description="Smallest box area, as a fraction of the frame, that can be in the zone."
+    )
     rules: tuple[Rule, ...] = Field(min_length=1)
 
-    @field_validator("polygon")
+    _polygon = field_validator("polygon")(_at_least_a_triangle)
+
+
+class Motion(_Section):
+    """Motion gating: the detector runs only where something moves or something tracked needs a refresh."""
+
+    enabled: bool = True
+    width: int = Field(160, ge=32, le=640, description="Width of the downscaled grey frame the motion stage uses.")
+    threshold: int = Field(25, ge=1, le=255, description="Grey-level change that counts as motion.")
+    min_area: float = Field(
+        0.0005, ge=0, lt=1, description="Smallest moving blob, as a fraction of the frame, that counts."
+    )
+    refresh_s: float = Field(
+        2.0, gt=0, description="How often tracked objects are re-detected while nothing new moves."
+    )
+    masks: tuple[tuple[Point, ...], ...] = Field(
+        (), description="Polygons (normalised) where motion is ignored: trees, timestamp overlays."
+    )
+
+    @field_validator("masks")
     @classmethod
-    def _at_least_a_triangle(cls, polygon: tuple[Point, ...]) -> tuple[Point, ...]:
-        if len(polygon) < 3:
-            raise ValueError(f"a polygon needs at least 3 points, got {len(polygon)}")
-        return polygon
+    def _masks_are_polygons(cls, masks: tuple[tuple[Point, ...], ...]) -> tuple[tuple[Point, ...], ...]:
+        for mask in masks:
+            _at_least_a_triangle(mask)
+        return masks
+
+
+class Tamper(_Section):
+    """Covered, defocused or turned-away camera, judged against the camera's own reference view."""
+
+    enabled: bool = True
+    check_every_s: float = Field(1.0, gt=0)
+    after_s: float = Field(5.0, ge=0, description="How long the view must stay wrong before it is reported.")
+    reference_after_s: float = Field(3.0, ge=0, description="Seconds of footage before the reference view is taken.")
 
 
 class Camera(_Section):
@@ -60,6 +100,10 @@ class Camera(_Section):
     source: str = Field(min_length=1, description="File path, rtsp:// or http(s):// URL, or a USB index.")
     detect_fps: float = Field(5.0, gt=0, le=30)
     loop: bool = Field(False, description="Start a file source again at its end (demos).")
+    stall_s: float = Field(5.0, gt=0, description="No frame for this long: the stream is stalled and reopened.")
+    offline_event_s: float = Field(30.0, gt=0, description="Lost for this long: a camera_offline event starts.")
+    motion: Motion = Motion()
+    tamper: Tamper = Tamper()
     zones: tuple[Zone, ...] = ()
 
     @model_validator(mode="after")
@@ -80,13 +124,29 @@ class Server(_Section):
     url: str | None = Field(None, description="Base URL of the GridWatch server, for snapshot upload.")
 
 
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
 class Detector(_Section):
     model: str = "yolox_nano"
     model_path: str | None = None
+    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the manifest's.")
+    classes: tuple[str, ...] | None = Field(None, description="Class names by output index; default: the manifest's.")
     confidence: float = Field(0.3, gt=0, lt=1)
     class_confidence: dict[str, float] = Field(default_factory=dict)
     nms_iou: float = Field(0.45, gt=0, lt=1)
-    threads: int = Field(1, ge=1, le=64)
+    providers: tuple[Literal["cpu", "cuda", "openvino", "tensorrt"], ...] = Field(
+        ("cpu",), min_length=1, description="onnxruntime execution providers, in order of preference."
+    )
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per inference.")
+    workers: int = Field(
+        2, ge=1, le=16, description="Inferences run at once on the shared session; small models scale by workers."
+    )
 
 
 class Evidence(_Section):
@@ -101,6 +161,7 @@ class EdgeConfig(_Section):
     server: Server = Server()
     detector: Detector = Detector()
     evidence: Evidence = Evidence()
+    status_period_s: float = Field(10.0, gt=0, description="How often each camera's retained status is refreshed.")
     cameras: tuple[Camera, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ in the event), so re-uploads are idempotent and an event can never point at the 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class EvidenceStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.directory / f"{digest}.jpg"
         if not path.exists():
-            tmp = path.with_suffix(".part")
+            tmp = path.with_suffix(f".{uuid.uuid4().hex}.part")  # cameras may save the same image at once
             tmp.write_bytes(data)
             tmp.replace(path)
         ref = SnapshotRef(sha256=digest, width=image.shape[1], height=image.shape[0])

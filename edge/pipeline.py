@@ -1,7 +1,9 @@
-"""One camera's pipeline: detect -> track -> zones -> rules -> evidence -> events.
+"""One camera's pipeline: motion gate -> detect -> track -> zones -> rules -> evidence -> events.
 
 The pipeline works on the source clock (``source_time_s``) and turns it into wall-clock
 timestamps only when it builds the contract's ``Event``; replay and live share every line of it.
+Detection is split from the rest (``wants_detection`` / ``update``) so the scheduler can run one
+detector for many cameras; between detections the last tracks stand, so dwell keeps counting.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from gridwatch.broker.contract import DetectedObject, Event, SnapshotRef
+from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
 from gridwatch.edge.capture import Frame
 from gridwatch.edge.config import Camera
-from gridwatch.edge.detect import YoloxDetector
+from gridwatch.edge.detect import Detections, OnnxDetector
 from gridwatch.edge.evidence import EvidenceStore, annotate
+from gridwatch.edge.motion import MotionGate
 from gridwatch.edge.publish import EventSink
 from gridwatch.edge.rules.incident import RuleEvent
 from gridwatch.edge.rules.loitering import LoiteringDetector
+from gridwatch.edge.tamper import TamperCheck
 from gridwatch.edge.track import ObjectTracker, Track
-from gridwatch.edge.zones import ZoneArea
+from gridwatch.edge.zones import ZoneArea, ZoneMembership
+
+CAMERA_ZONE = "camera"  # zone_id of events about the camera itself (offline, tamper)
 
 
 class CameraPipeline:
@@ -28,7 +34,7 @@ class CameraPipeline:
         site_id: str,
         node_id: str,
         camera: Camera,
-        detector: YoloxDetector,
+        detector: OnnxDetector,
         evidence: EvidenceStore,
         sinks: list[EventSink],
         clock_origin: datetime,
@@ -38,11 +44,17 @@ class CameraPipeline:
         self.clock_origin = clock_origin
         tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
+        self.gate = MotionGate(camera.motion)
+        self.tamper = TamperCheck(camera.tamper)
         self.rules = [(zone, LoiteringDetector(zone.id, rule)) for zone in camera.zones for rule in zone.rules]
+        self.membership = {zone.id: ZoneMembership(zone.inertia) for zone in camera.zones}
+        self.inside: dict[str, list[Track]] = {zone.id: [] for zone in camera.zones}
+        self.tracks: list[Track] = []
         self.areas: dict[str, ZoneArea] = {}
         self.frame_size: tuple[int, int] = (0, 0)
         self.last_time_s = 0.0
         self.last_image: np.ndarray | None = None
+        self.frames_in = 0
         self.frames_detected = 0
         self.events: list[Event] = []
 
@@ -53,17 +65,36 @@ class CameraPipeline:
             self.areas = {z.id: ZoneArea(z, *size) for z in self.camera.zones}
         return self.areas[zone_id]
 
+    def wants_detection(self, frame: Frame) -> bool:
+        """The motion gate's verdict for this frame (always True with gating off)."""
+        return self.gate.needs_detection(frame.image, frame.source_time_s, [t.box for t in self.tracks],
+                                         self.tracker.unconfirmed)
+
     def process(self, frame: Frame) -> list[Event]:
-        """Run one sampled frame through the whole chain; emit and return the events it caused."""
+        """Gate, detect if needed, and run the rest of the chain: the single-camera path (replay)."""
+        detections = self.detector.detect(frame.image) if self.wants_detection(frame) else None
+        return self.update(frame, detections)
+
+    def update(self, frame: Frame, detections: Detections | None) -> list[Event]:
+        """Run one sampled frame through tracking (if it was detected), zones, rules and tamper."""
         self.last_time_s, self.last_image = frame.source_time_s, frame.image
-        tracks = self.tracker.update(self.detector.detect(frame.image))
-        self.frames_detected += 1
+        self.frames_in += 1
+        if detections is not None:
+            self.gate.detected(frame.source_time_s)
+            self.frames_detected += 1
+            self.tracks = self.tracker.update(detections)
+            for zone in self.camera.zones:
+                area = self._area(zone.id, frame.image)
+                self.inside[zone.id] = self.membership[zone.id].update(area, self.tracks)
         emitted = []
         for zone, rule in self.rules:
-            area = self._area(zone.id, frame.image)
-            inside = [t for t in tracks if area.contains(t.box)]
-            for rule_event in rule.update(frame.source_time_s, inside):
-                emitted.append(self._emit(rule_event, frame.image, area))
+            for rule_event in rule.update(frame.source_time_s, self.inside[zone.id]):
+                emitted.append(self._emit(rule_event, frame.image, self._area(zone.id, frame.image)))
+        change = self.tamper.update(frame.image, frame.source_time_s)
+        if change is not None:
+            emitted.append(self.camera_event(EventType.CAMERA_TAMPER, Phase(change.phase), change.incident_id,
+                                             change.since_s, frame.source_time_s, frame.image,
+                                             {"reason": change.reason} if change.reason else {}))
         return emitted
 
     def finish(self) -> list[Event]:
@@ -75,10 +106,20 @@ class CameraPipeline:
                 emitted.append(self._emit(rule_event, self.last_image, area))
         return emitted
 
+    def camera_event(self, event_type: EventType, phase: Phase, incident_id: str, started_s: float, now_s: float,
+                     image: np.ndarray | None = None, attributes: dict | None = None) -> Event:
+        """An event about the camera itself (offline, tamper), on zone ``camera``."""
+        return self._emit(RuleEvent(
+            type=event_type, phase=phase, zone_id=CAMERA_ZONE, incident_id=incident_id, track=None,
+            started_s=started_s, observed_s=now_s, ended_s=now_s if phase == Phase.END else None,
+            attributes=attributes or {},
+        ), image, None)
+
     def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None) -> Event:
         snapshot = None
-        if image is not None and area is not None:
-            snapshot = self.evidence.save(annotate(image, area.polygon, rule_event.track, rule_event.type.value))
+        if image is not None:
+            picture = annotate(image, area.polygon, rule_event.track, rule_event.type.value) if area else image
+            snapshot = self.evidence.save(picture)
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
         for sink in self.sinks:
             sink.emit(event, snapshot)
@@ -116,4 +157,3 @@ class CameraPipeline:
             class_name=track.class_name, track_id=track.track_id,
             box=tuple(min(1.0, max(0.0, v)) for v in box), confidence=round(track.confidence, 4),
         )
-

@@ -1,36 +1,49 @@
 """Assemble pipelines from a config and drive them: ``replay`` (as fast as possible) and ``run`` (live).
 
-Both paths build the same ``CameraPipeline``; they differ only in pacing and where events go.
+Both paths build the same ``CameraPipeline``; they differ only in pacing and where events go. The
+live node (and the benchmarks) add a reader thread per camera and one scheduler for all of them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from gridwatch.broker.contract import CameraStatus, NodeState, now_utc
-from gridwatch.edge.capture import FrameSource, Sampler, SourceError, paced
-from gridwatch.edge.config import Camera, EdgeConfig
-from gridwatch.edge.detect import YoloxDetector
+import cv2
+
+from gridwatch.broker.contract import NodeState, now_utc
+from gridwatch.edge.capture import FrameSource, Sampler
+from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, EdgeConfig
+from gridwatch.edge.detect import DetectorError, OnnxDetector
 from gridwatch.edge.evidence import EvidenceStore
+from gridwatch.edge.health import CameraHealth
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.publish import EventSink, MqttPublisher
+from gridwatch.edge.reader import CameraReader
+from gridwatch.edge.scheduler import Scheduler
 from gridwatch.models.resolver import resolve_model
 
 log = logging.getLogger(__name__)
 
 
-def build_detector(config: EdgeConfig) -> YoloxDetector:
+def build_detector(config: EdgeConfig) -> OnnxDetector:
+    """The node's one detector session; a setting that does not fit the model is a ConfigError naming it."""
     settings = config.detector
     model = resolve_model(settings.model, settings.model_path)
-    return YoloxDetector(
-        model.path, model.spec.classes, model.spec.input_size, settings.confidence,
-        settings.class_confidence, settings.nms_iou, settings.threads,
-    )
+    try:
+        return OnnxDetector(
+            model.path, settings.classes or model.spec.classes, settings.input_size or model.spec.input_size,
+            settings.confidence, settings.class_confidence, settings.nms_iou, settings.threads,
+            tuple(PROVIDERS[p] for p in settings.providers), model.spec.layout,
+        )
+    except DetectorError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def evidence_store(config: EdgeConfig, base_dir: Path | None = None) -> EvidenceStore:
@@ -52,7 +65,7 @@ def replay(
     evidence: EvidenceStore,
     clock_origin: datetime | None = None,
     on_progress: Callable[[float, float], None] | None = None,
-    detector: YoloxDetector | None = None,
+    detector: OnnxDetector | None = None,
 ) -> CameraPipeline:
     """Process a whole file on its own clock as fast as the machine allows; return the pipeline."""
     source = FrameSource(camera.source)
@@ -69,64 +82,97 @@ def replay(
     return pipeline
 
 
-STATUS_PERIOD_S = 10.0
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+class Engine:
+    """Readers, pipelines and the shared scheduler for a set of cameras: the live node and the benchmarks.
+
+    ``realtime`` paces file sources at their own speed (live); ``block`` makes readers wait for the
+    scheduler instead of dropping stale frames (as-fast-as-possible runs that must see every frame).
+    """
+
+    def __init__(self, config: EdgeConfig, sinks: list[EventSink], evidence: EvidenceStore,
+                 realtime: bool = True, block: bool = False, reconnect: bool = True,
+                 detector: OnnxDetector | None = None) -> None:
+        cv2.setNumThreads(1)  # OpenCV's own pool would compete with the detector workers for the cores
+        # Dozens of reader threads wake from C decoding many times a second; at the default 5 ms switch
+        # interval each waits behind a busy worker for the GIL and frames go stale (measured: 16 cameras
+        # dropped ~10 frames/s at 5 ms, none at 0.5 ms). Process-wide, so set where the engine starts.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.config = config
+        self.detector = detector or build_detector(config)
+        self.clock_start = time.monotonic()
+        origin = now_utc()
+        self.pipelines = [CameraPipeline(config.site_id, config.node_id, cam, self.detector, evidence, sinks, origin)
+                          for cam in config.cameras]
+        self.scheduler = Scheduler(self.detector, self.pipelines, config.detector.workers, block=block)
+        self.readers = [
+            CameraReader(cam, functools.partial(self.scheduler.offer, i), functools.partial(self.scheduler.close, i),
+                         self.clock_start, realtime=realtime, reconnect=reconnect)
+            for i, cam in enumerate(config.cameras)
+        ]
+
+    def start(self) -> Engine:
+        self.scheduler.start()
+        for reader in self.readers:
+            reader.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for reader in self.readers:
+            reader.stop()
+        self.scheduler.stop(timeout)
+
+    def finish(self) -> None:
+        """Wait for every (file) source to end and its frames to be processed, then close incidents."""
+        self.scheduler.join()
+        for pipeline in self.pipelines:
+            pipeline.finish()
 
 
 class LiveNode:
-    """Every camera of a node in its own thread, sharing one detector and one MQTT publisher."""
+    """Every camera of a node: a reader each, one shared detector, health published retained."""
 
     def __init__(self, config: EdgeConfig, evidence: EvidenceStore, publisher: MqttPublisher) -> None:
-        self.config, self.evidence, self.publisher = config, evidence, publisher
-        self.detector = build_detector(config)
+        self.config, self.publisher, self.status_period_s = config, publisher, config.status_period_s
+        self.engine = Engine(config, [publisher], evidence, realtime=True)
+        self.health = [CameraHealth(reader, pipeline, slot, self.engine.detector) for reader, pipeline, slot
+                       in zip(self.engine.readers, self.engine.pipelines, self.engine.scheduler.slots, strict=True)]
         self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._camera_loop, args=(cam,), name=f"camera-{cam.id}",
-                                         daemon=True) for cam in config.cameras]
+        self.monitor = threading.Thread(target=self._monitor, name="camera-health", daemon=True)
 
     def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
+        for camera in self.config.cameras:
+            log.info("camera %s: %s at %.1f detect-fps", camera.id, camera.source, camera.detect_fps)
+        self.engine.start()
+        self.monitor.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout)
+        self.engine.stop(timeout)
+        self.monitor.join(timeout)
+        for pipeline in self.engine.pipelines:
+            pipeline.finish()
+        for health in self.health:
+            health.state = NodeState.OFFLINE
+            self.publisher.publish_camera_status(health.status(self.config.site_id, self.config.node_id,
+                                                               time.monotonic()))
 
     def wait(self) -> None:
-        for thread in self.threads:
-            while thread.is_alive() and not self.stopping.is_set():
-                thread.join(0.5)
+        """Until stopped, or until every camera's source has ended for good (files without loop)."""
+        while not self.stopping.is_set() and any(r.thread.is_alive() for r in self.engine.readers):
+            self.stopping.wait(0.5)
 
-    def _camera_loop(self, camera: Camera) -> None:
-        try:
-            source = FrameSource(camera.source, loop=camera.loop)
-        except SourceError as exc:
-            log.error("camera %s: %s", camera.id, exc)
-            self._report(camera, None, None, NodeState.OFFLINE)
-            return
-        pipeline = CameraPipeline(self.config.site_id, self.config.node_id, camera, self.detector,
-                                  self.evidence, [self.publisher], now_utc())
-        log.info("camera %s: %s at %.1f detect-fps", camera.id, camera.source, camera.detect_fps)
+    def _monitor(self) -> None:
+        """Check health a few times a second; publish on every change and every status period."""
         next_report = 0.0
-        try:
-            for frame in paced(source.frames(Sampler(camera.detect_fps))):
-                if self.stopping.is_set():
-                    break
-                pipeline.process(frame)
-                if time.monotonic() >= next_report:
-                    self._report(camera, source, pipeline, NodeState.ONLINE)
-                    next_report = time.monotonic() + STATUS_PERIOD_S
-            pipeline.finish()
-        except Exception:
-            log.exception("camera %s stopped", camera.id)
-        finally:
-            source.close()
-            self._report(camera, source, pipeline, NodeState.OFFLINE)
-
-    def _report(self, camera: Camera, source: FrameSource | None, pipeline: CameraPipeline | None,
-                state: NodeState) -> None:
-        self.publisher.publish_camera_status(CameraStatus(
-            site_id=self.config.site_id, node_id=self.config.node_id, camera_id=camera.id, state=state,
-            at=now_utc(), frames_in=source.frames_read if source else 0,
-            frames_detected=pipeline.frames_detected if pipeline else 0,
-            inference_ms=round(self.detector.last_inference_ms, 2),
-        ))
+        while not self.stopping.wait(min(0.5, self.status_period_s)):
+            now = time.monotonic()
+            changed = [h.check(now) for h in self.health]
+            due = now >= next_report
+            for health, did_change in zip(self.health, changed, strict=True):
+                if due or did_change:
+                    self.publisher.publish_camera_status(health.status(self.config.site_id, self.config.node_id, now))
+            if due:
+                next_report = now + self.status_period_s

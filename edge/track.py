@@ -1,8 +1,10 @@
 """Multi-object tracking with ByteTrack from Roboflow's ``trackers`` library.
 
 ByteTrack keeps identities through low-confidence frames by a second association pass, which
-matters at edge detect rates of a few frames per second. Only the classes some rule cares about
-are tracked, so a chair and a person never trade ids.
+matters at edge detect rates of a few frames per second, and its lost-track buffer keeps a
+stationary object's id through brief occlusion and detector flicker. Only the classes some rule
+cares about are tracked, so a chair and a person never trade ids. With motion gating the tracker is
+updated only on detected frames, so the buffer counts detector updates, not seconds of video.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Track:
     confidence: float
 
 
+ACTIVATION = 0.5
+
+
 class ObjectTracker:
     def __init__(self, class_names: tuple[str, ...], tracked: set[str], detect_fps: float,
                  lost_after_s: float = 3.0) -> None:
@@ -32,13 +37,15 @@ class ObjectTracker:
         self.tracker = ByteTrackTracker(
             frame_rate=detect_fps,
             lost_track_buffer=max(1, round(lost_after_s * detect_fps)),
-            track_activation_threshold=0.5,
-            high_conf_det_threshold=0.5,
+            track_activation_threshold=ACTIVATION,
+            high_conf_det_threshold=ACTIVATION,
             minimum_consecutive_frames=2,
             minimum_iou_threshold=0.1,
         )
+        self.unconfirmed = False
 
     def update(self, detections: Detections) -> list[Track]:
+        """Associate one frame's detections; ``unconfirmed`` says whether a new object awaits its 2nd sighting."""
         keep = np.isin(detections.class_ids, self.tracked_ids)
         tracked = self.tracker.update(
             sv.Detections(
@@ -47,10 +54,12 @@ class ObjectTracker:
                 class_id=detections.class_ids[keep],
             )
         )
-        return [
+        tracks = [
             Track(int(tid), box, self.class_names[int(cid)], float(conf))
             for box, conf, cid, tid in zip(
                 tracked.xyxy, tracked.confidence, tracked.class_id, tracked.tracker_id, strict=True
             )
             if tid >= 0
         ]
+        self.unconfirmed = int((detections.scores[keep] >= ACTIVATION).sum()) > len(tracks)
+        return tracks

@@ -8,14 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.edge.detect import YoloxDetector, letterbox
+from gridwatch.edge.detect import OnnxDetector
+from gridwatch.edge.layouts import YoloxLayout, letterbox
 from gridwatch.models.resolver import resolve_model
 
 
 @pytest.fixture(scope="module")
-def detector() -> YoloxDetector:
+def detector() -> OnnxDetector:
     model = resolve_model("yolox_nano", allow_download=False)
-    return YoloxDetector(model.path, model.spec.classes, model.spec.input_size, confidence=0.3)
+    return OnnxDetector(model.path, model.spec.classes, model.spec.input_size, confidence=0.3)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,15 +28,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_letterbox_keeps_aspect_top_left_with_grey_pad() -> None:
     frame = np.zeros((432, 768, 3), np.uint8)
-    blob, scale = letterbox(frame, (416, 416))
+    canvas, placement = letterbox(frame, (416, 416))
+    blob = YoloxLayout.blob([canvas])
     assert blob.shape == (1, 3, 416, 416) and blob.dtype == np.float32
-    assert scale == pytest.approx(416 / 768)
+    scale = placement.scale
+    assert scale == pytest.approx(416 / 768) and (placement.pad_x, placement.pad_y) == (0, 0)
     content_rows = round(432 * scale)
     assert (blob[0, :, :content_rows] == 0).all()
     assert (blob[0, :, content_rows:] == 114).all()
 
 
-def test_dog_image_boxes(detector: YoloxDetector, samples: Path) -> None:
+def test_dog_image_boxes(detector: OnnxDetector, samples: Path) -> None:
     """dog.jpg holds a dog, a bicycle and a car; their boxes are known from the YOLOX demo."""
     image = cv2.imread(str(samples / "dog.jpg"))
     found = detector.detect(image)
@@ -50,7 +53,7 @@ def test_dog_image_boxes(detector: YoloxDetector, samples: Path) -> None:
     assert detector.last_inference_ms > 0
 
 
-def test_person_in_real_clip_and_empty_frame(detector: YoloxDetector, samples: Path) -> None:
+def test_person_in_real_clip_and_empty_frame(detector: OnnxDetector, samples: Path) -> None:
     capture = cv2.VideoCapture(str(samples / "one-by-one-person-detection.mp4"))
     frames = {}
     for index in range(160):

@@ -1,0 +1,106 @@
+"""Motion gating: a cheap stage that decides whether a frame needs the detector at all.
+
+The detector is the expensive part of the edge (tens of ms a frame); a grey, downscaled frame
+difference against a slowly updated background costs well under a millisecond. A camera where
+nothing moves and nothing is tracked therefore costs one decode and this stage. Motion that is
+already explained by a tracked object (it lies inside that object's box, grown a little) does not
+trigger the detector; tracked objects are instead re-detected every ``refresh_s`` so a stationary
+person stays known. Masked regions (swaying trees, timestamp overlays) never count as motion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from gridwatch.edge.config import Motion
+
+BACKGROUND_ALPHA = 0.2   # per sampled frame: a parked car becomes background within a few seconds
+GROW = 0.15              # a track's box grown by this fraction of its size on each side explains motion
+EXPLAINED = 0.85         # share of a motion blob that must lie inside one grown track box
+SWAY = 0.5              # a blob larger than this share of the box is the object moving, not swaying
+
+
+class MotionDetector:
+    """Moving regions of a frame, as boxes in frame pixels."""
+
+    def __init__(self, settings: Motion) -> None:
+        self.settings = settings
+        self.background: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.scale = 1.0
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        self.scale = width / self.settings.width
+        small_size = (self.settings.width, max(1, round(height / self.scale)))
+        grey = cv2.cvtColor(cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
+
+    def _mask_for(self, shape: tuple[int, int]) -> np.ndarray:
+        mask = np.full(shape, 255, np.uint8)
+        size = np.array([shape[1], shape[0]], np.float32)
+        for polygon in self.settings.masks:
+            cv2.fillPoly(mask, [(np.asarray(polygon, np.float32) * size).astype(np.int32)], 0)
+        return mask
+
+    def regions(self, image: np.ndarray) -> list[np.ndarray]:
+        """Boxes (x1, y1, x2, y2, frame pixels) that changed since the background; [] on the first frame."""
+        grey = self._prepare(image)
+        if self.background is None or self.background.shape != grey.shape:
+            self.background, self.mask = grey, self._mask_for(grey.shape)
+            return []
+        diff = cv2.absdiff(grey, self.background)
+        cv2.accumulateWeighted(grey, self.background, BACKGROUND_ALPHA)
+        moving = cv2.bitwise_and((diff > self.settings.threshold).astype(np.uint8) * 255, self.mask)
+        moving = cv2.dilate(moving, None, iterations=2)
+        contours, _ = cv2.findContours(moving, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        min_area = self.settings.min_area * grey.shape[0] * grey.shape[1]
+        boxes = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            if w * h >= min_area:
+                boxes.append(np.array([x, y, x + w, y + h], np.float32) * self.scale)
+        return boxes
+
+
+def explained(region: np.ndarray, track_boxes: Sequence[np.ndarray]) -> bool:
+    """True when a moving region is a tracked object swaying in place: small, and inside its (grown) box.
+
+    A walking person's motion covers much of their box; that is not explained, so the detector
+    follows them closely (zone entry and exit times depend on it).
+    """
+    area = max(1.0, float((region[2] - region[0]) * (region[3] - region[1])))
+    for box in track_boxes:
+        if area > SWAY * float((box[2] - box[0]) * (box[3] - box[1])):
+            continue
+        grow_x, grow_y = (box[2] - box[0]) * GROW, (box[3] - box[1]) * GROW
+        x1, y1 = max(region[0], box[0] - grow_x), max(region[1], box[1] - grow_y)
+        x2, y2 = min(region[2], box[2] + grow_x), min(region[3], box[3] + grow_y)
+        if max(0.0, x2 - x1) * max(0.0, y2 - y1) >= EXPLAINED * area:
+            return True
+    return False
+
+
+class MotionGate:
+    """Per camera: should this frame go to the detector?"""
+
+    def __init__(self, settings: Motion) -> None:
+        self.settings = settings
+        self.motion = MotionDetector(settings)
+        self.last_detect_s: float | None = None
+
+    def needs_detection(self, image: np.ndarray, now_s: float, track_boxes: Sequence[np.ndarray],
+                        unconfirmed: bool) -> bool:
+        """Detect on the first frame, on unexplained motion, on unconfirmed objects, and to refresh tracks."""
+        regions = self.motion.regions(image) if self.settings.enabled else []
+        if not self.settings.enabled or self.last_detect_s is None or unconfirmed:
+            return True
+        if any(not explained(region, track_boxes) for region in regions):
+            return True
+        return bool(track_boxes) and now_s - self.last_detect_s >= self.settings.refresh_s
+
+    def detected(self, now_s: float) -> None:
+        self.last_detect_s = now_s

@@ -1,0 +1,123 @@
+"""One scheduler for every camera of a node, sharing one detector session.
+
+Each camera has a one-frame slot. Its reader thread puts the newest sampled frame there; if the
+slot still holds an older frame nobody took, that older frame is stale and is dropped (and
+counted) rather than let the camera fall behind real time. Workers always take the frame that has
+waited longest, so a slow or busy camera can never starve the others, and a camera is never
+worked on by two workers at once (its tracker is sequential). With ``block=True`` (replays and
+throughput benchmarks) readers wait for the slot instead, so no frame is ever dropped.
+
+A worker gates each frame it takes, runs the detector once for all frames that need it (one
+batch when the model has a dynamic batch axis) and finishes each camera's chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gridwatch.edge.capture import Frame
+from gridwatch.edge.detect import OnnxDetector
+from gridwatch.edge.pipeline import CameraPipeline
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 8  # frames per run when the model takes a dynamic batch
+
+
+@dataclass
+class Slot:
+    frame: Frame | None = None
+    arrived: float = 0.0
+    busy: bool = False
+    closed: bool = False
+    dropped: int = 0
+
+
+class Scheduler:
+    def __init__(self, detector: OnnxDetector, pipelines: list[CameraPipeline], workers: int, block: bool = False,
+                 on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> None:
+        self.detector, self.pipelines, self.block = detector, pipelines, block
+        self.slots = [Slot() for _ in pipelines]
+        self.batch = MAX_BATCH if detector.dynamic_batch else 1
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.on_error = on_error
+        self.threads = [threading.Thread(target=self._work, name=f"detect-{n}", daemon=True) for n in range(workers)]
+
+    def start(self) -> Scheduler:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def offer(self, index: int, frame: Frame) -> None:
+        """A reader's newest sampled frame for camera ``index``; replaces (and counts) a stale one."""
+        with self.cond:
+            slot = self.slots[index]
+            while self.block and slot.frame is not None and not self.stopping:
+                self.cond.wait(0.5)
+            if slot.frame is not None:
+                slot.dropped += 1
+            slot.frame, slot.arrived = frame, time.monotonic()
+            self.cond.notify_all()
+
+    def close(self, index: int) -> None:
+        """Camera ``index`` will offer no more frames (its file ended)."""
+        with self.cond:
+            self.slots[index].closed = True
+            self.cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def join(self) -> None:
+        """Wait until every camera is closed and every offered frame is processed."""
+        for thread in self.threads:
+            thread.join()
+
+    def _take(self) -> list[tuple[int, Frame]] | None:
+        with self.cond:
+            while not self.stopping:
+                ready = sorted((s.arrived, i) for i, s in enumerate(self.slots) if s.frame is not None and not s.busy)
+                if ready:
+                    taken = []
+                    for _, index in ready[: self.batch]:
+                        slot = self.slots[index]
+                        taken.append((index, slot.frame))
+                        slot.frame, slot.busy = None, True
+                    self.cond.notify_all()
+                    return taken
+                if all(s.closed and s.frame is None and not s.busy for s in self.slots):
+                    return None
+                self.cond.wait(0.5)
+            return None
+
+    def _work(self) -> None:
+        while (taken := self._take()) is not None:
+            try:
+                wanted = [(i, f) for i, f in taken if self.pipelines[i].wants_detection(f)]
+                found = dict(zip([i for i, _ in wanted], self.detector.detect_many([f.image for _, f in wanted]),
+                                 strict=True))
+                for index, frame in taken:
+                    self._update(index, frame, found)
+            finally:
+                with self.cond:
+                    for index, _ in taken:
+                        self.slots[index].busy = False
+                    self.cond.notify_all()
+
+    def _update(self, index: int, frame: Frame, found: dict) -> None:
+        pipeline = self.pipelines[index]
+        try:
+            pipeline.update(frame, found.get(index))
+        except Exception as exc:  # one camera's failure must not stop the others
+            log.exception("camera %s: frame at %.2f s failed", pipeline.camera.id, frame.source_time_s)
+            if self.on_error:
+                self.on_error(pipeline, exc)

@@ -1,0 +1,151 @@
+"""Units of the edge engine on real frames: layouts, providers, motion gate, zone inertia, tamper, drops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gridwatch.edge.capture import Frame
+from gridwatch.edge.config import ConfigError, Motion, Tamper, Zone, parse_config
+from gridwatch.edge.layouts import Yolov8Layout, detect_layout
+from gridwatch.edge.motion import MotionDetector, MotionGate
+from gridwatch.edge.runner import build_detector
+from gridwatch.edge.scheduler import Scheduler
+from gridwatch.edge.tamper import TamperCheck
+from gridwatch.edge.track import Track
+from gridwatch.edge.zones import ZoneArea, ZoneMembership
+
+CLIP = "one-by-one-person-detection.mp4"
+
+
+def frames_at(path: Path, indices: list[int]) -> dict[int, np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    found = {}
+    for index in range(max(indices) + 1):
+        ok, image = capture.read()
+        assert ok
+        if index in indices:
+            found[index] = image
+    capture.release()
+    return found
+
+
+def config(**detector) -> dict:
+    return {"site_id": "s", "node_id": "n", "detector": detector, "cameras": [{"id": "c", "source": "0"}]}
+
+
+def test_layout_is_read_from_the_output_shape() -> None:
+    assert detect_layout([1, 3549, 85], 80) == "yolox"
+    assert detect_layout([1, 84, 8400], 80) == "yolov8"
+    assert detect_layout(["batch", 84, "anchors"], 80) == "yolov8"
+    assert detect_layout([1, 100, 7], 80) is None
+
+
+def test_yolov8_layout_decodes_centre_size_boxes() -> None:
+    raw = np.zeros((4 + 3, 5), np.float32)
+    raw[:4, 2] = [100, 200, 40, 80]  # cx, cy, w, h in input pixels
+    raw[4 + 1, 2] = 0.9              # class 1
+    raw[4 + 0, 4] = 0.1              # below threshold
+    boxes, scores, classes = Yolov8Layout((640, 640)).candidates(raw, np.full(3, 0.25, np.float32))
+    assert boxes.tolist() == [[80, 160, 120, 240]] and classes.tolist() == [1]
+    assert scores.tolist() == pytest.approx([0.9])
+
+
+def test_missing_execution_provider_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"detector\.providers: CUDAExecutionProvider not available"):
+        build_detector(parse_config(config(providers=["cuda"])))
+
+
+def test_input_size_that_the_model_does_not_take_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"detector\.input_size"):
+        build_detector(parse_config(config(input_size=[320, 320])))
+
+
+def test_unknown_class_in_class_confidence_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"detector\.class_confidence\.persn"):
+        build_detector(parse_config(config(class_confidence={"persn": 0.5})))
+
+
+def test_motion_sees_a_person_walking_in_but_not_a_still_room_or_a_masked_one(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 2, 60, 62])  # empty room at 0 s; p1 walks in around 6 s
+    still = MotionDetector(Motion())
+    assert still.regions(frames[0]) == [] and still.regions(frames[2]) == []
+    moving = MotionDetector(Motion())
+    moving.regions(frames[0])
+    regions = moving.regions(frames[60])
+    assert regions, "a person entering the empty room is motion"
+    masked = MotionDetector(Motion(masks=(((0, 0), (1, 0), (1, 1), (0, 1)),)))
+    masked.regions(frames[0])
+    assert masked.regions(frames[60]) == []
+
+
+def test_gate_skips_a_still_camera_with_nothing_tracked(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 2, 4, 60])
+    gate = MotionGate(Motion())
+    assert gate.needs_detection(frames[0], 0.0, [], False)  # first frame: always
+    gate.detected(0.0)
+    assert not gate.needs_detection(frames[2], 0.2, [], False)
+    assert not gate.needs_detection(frames[4], 0.4, [], False)
+    assert gate.needs_detection(frames[60], 6.0, [], False)
+
+
+def test_gate_refreshes_a_still_tracked_object_at_the_lower_rate(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 2, 4])
+    gate = MotionGate(Motion(refresh_s=2.0))
+    still_object = [np.array([300, 200, 400, 430], np.float32)]
+    assert gate.needs_detection(frames[0], 0.0, still_object, False)
+    gate.detected(0.0)
+    assert not gate.needs_detection(frames[2], 1.0, still_object, False)
+    assert gate.needs_detection(frames[4], 2.0, still_object, False), "refresh after refresh_s"
+    assert gate.needs_detection(frames[4], 2.2, still_object, True), "an unconfirmed object is re-detected"
+    assert MotionGate(Motion(enabled=False)).needs_detection(frames[2], 0.2, [], False)
+
+
+def test_zone_membership_has_inertia_and_a_minimum_size() -> None:
+    zone = Zone(id="z", polygon=((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)), inertia=3, min_area=0.01,
+                rules=({"type": "loitering", "min_dwell_s": 5},))
+    area = ZoneArea(zone, 100, 100)
+    inside = Track(1, np.array([60, 10, 80, 50], np.float32), "person", 0.9)
+    outside = Track(1, np.array([10, 10, 30, 50], np.float32), "person", 0.9)
+    tiny = Track(2, np.array([70, 10, 72, 12], np.float32), "person", 0.9)
+    membership = ZoneMembership(zone.inertia)
+    assert [len(membership.update(area, [inside, tiny])) for _ in range(4)] == [0, 0, 1, 1]  # tiny never
+    flicker = [len(membership.update(area, [track])) for track in (outside, inside, outside, outside, outside)]
+    assert flicker == [1, 1, 1, 1, 0]  # out only after 3 updates in a row outside
+
+
+def test_tamper_reports_a_covered_camera_and_its_recovery(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 10])
+    check = TamperCheck(Tamper(check_every_s=1.0, after_s=3.0, reference_after_s=1.0))
+    covered = np.full_like(frames[0], 30)
+    changes = [check.update(frames[0], t) for t in (0.0, 1.0, 2.0)]
+    changes += [check.update(covered, t) for t in (3.0, 4.0, 5.0, 6.0, 7.0)]
+    changes += [check.update(frames[10], t) for t in (8.0, 9.0)]
+    reported = [c for c in changes if c is not None]
+    assert [(c.phase, c.reason) for c in reported] == [("start", "covered"), ("end", "")]
+    assert reported[0].since_s == 3.0 and reported[0].incident_id == reported[1].incident_id
+    blurred = TamperCheck(Tamper(check_every_s=1.0, after_s=0.0, reference_after_s=0.0))
+    blurred.update(frames[0], 0.0)
+    change = blurred.update(cv2.GaussianBlur(frames[0], (0, 0), 6), 1.0)
+    assert change is not None and change.reason == "defocused"
+    turned = TamperCheck(Tamper(check_every_s=1.0, after_s=0.0, reference_after_s=0.0))
+    turned.update(frames[0], 0.0)
+    height, width = frames[0].shape[:2]
+    rotated = cv2.warpAffine(frames[0], cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.3), (width, height))
+    change = turned.update(rotated, 1.0)
+    assert change is not None and change.reason == "moved"
+
+
+def test_a_stale_frame_is_replaced_and_counted_not_queued() -> None:
+    cfg = parse_config(config())
+    scheduler = Scheduler(build_detector(cfg), [object(), object()], workers=1)  # workers not started
+    image = np.zeros((4, 4, 3), np.uint8)
+    for t in (0.0, 0.2, 0.4):
+        scheduler.offer(0, Frame(image, t, 0))
+    scheduler.offer(1, Frame(image, 0.0, 0))
+    assert scheduler.slots[0].dropped == 2 and scheduler.slots[0].frame.source_time_s == 0.4
+    assert scheduler.slots[1].dropped == 0
+    assert [i for i, _ in scheduler._take()] == [0]  # the one that has waited longest goes first
