@@ -19,6 +19,7 @@ from gridwatch.broker.topics import ID_PATTERN
 EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
 CAMERA_STATUS_SCHEMA = "gridwatch.camera-status/1"
+TICKET_TRANSITION_SCHEMA = "gridwatch.ticket-transition/1"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -138,6 +139,37 @@ class CameraStatus(_Payload):
     frames_in: int = Field(ge=0)
     frames_detected: int = Field(ge=0)
     inference_ms: float = Field(ge=0)
+    fps_in: float = Field(0.0, ge=0, description="Frames decoded per second over the last status period.")
+    fps_processed: float = Field(0.0, ge=0, description="Sampled frames processed per second (motion gate and rules).")
+    fps_detected: float = Field(0.0, ge=0, description="Frames the detector ran on per second.")
+    frames_dropped: int = Field(0, ge=0, description="Stale frames skipped to stay in real time, since start.")
+    detail: str | None = Field(None, max_length=500, description="Why the camera is offline, when it is.")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class TicketTransition(_Payload):
+    """One entry of a ticket's audit trail, published by the server on the ticket's transitions topic.
+
+    ``action`` is a lifecycle action (``register``, ``dispatch``, ``verify``, …) or a system notice
+    (``open``, ``merge``, ``sla_warning``, ``escalate``); ``version`` is the ticket's version after it.
+    """
+
+    schema_: str = Field(TICKET_TRANSITION_SCHEMA, alias="schema", pattern=r"^gridwatch\.ticket-transition/1$")
+    transition_id: int = Field(ge=1)
+    ticket_id: int = Field(ge=1)
+    site_id: Id
+    grid_id: Id | None = None
+    type: EventType
+    action: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    from_stage: str | None = None
+    to_stage: str
+    actor: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=16)
+    at: Timestamp
+    version: int = Field(ge=1)
+    details: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
@@ -147,6 +179,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "event": Event,
     "node-status": NodeStatus,
     "camera-status": CameraStatus,
+    "ticket-transition": TicketTransition,
 }
 
 

@@ -6,6 +6,7 @@ layout and no code formats topic strings by hand::
     gridwatch/v1/<site>/<node>/status                 node availability (retained, last will)
     gridwatch/v1/<site>/<node>/<camera>/status        camera health (retained)
     gridwatch/v1/<site>/<node>/<camera>/events        events (QoS 1)
+    gridwatch/v1/<site>/tickets/<ticket>/transitions  ticket lifecycle, server → integrators (QoS 1)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _ID_RE = re.compile(ID_PATTERN)
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/+/events"
 STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
+TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/tickets/+/transitions"
 
 
 class TopicError(ValueError):
@@ -74,3 +76,14 @@ def parse_events_topic(topic: str) -> EventTopic:
     for kind, value in (("site_id", site_id), ("node_id", node_id), ("camera_id", camera_id)):
         check_id(kind, value)
     return EventTopic(site_id, node_id, camera_id)
+
+
+def ticket_transitions_topic(site_id: str, ticket_id: int) -> str:
+    """Where the server publishes each lifecycle transition of one ticket (QoS 1, not retained).
+
+    The last segment is ``transitions``, so the server's own ``+/+/+/events`` subscription never
+    receives these.
+    """
+    if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or ticket_id < 1:
+        raise TopicError(f"ticket_id {ticket_id!r} is not a positive integer")
+    return "/".join((PREFIX, check_id("site_id", site_id), "tickets", str(ticket_id), "transitions"))

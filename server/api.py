@@ -26,11 +26,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gridwatch.broker.mqtt_url import parse_mqtt_url
+from gridwatch.server.categories import CategoryStore
+from gridwatch.server.clock import Clock, SystemClock
 from gridwatch.server.consumer import MqttIngest
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import IngestOutcome
+from gridwatch.server.ingest import Batch, IngestContext
+from gridwatch.server.lifecycle import TransitionError
 from gridwatch.server.live import Broadcaster, announce_ticket
-from gridwatch.server.models import DeadLetter, EventRecord, Ticket
+from gridwatch.server.models import DeadLetter, EventRecord, Ticket, TicketTransition
+from gridwatch.server.publish import TransitionPublisher
 from gridwatch.server.schemas import (
     DatabaseHealth,
     DeadLetterOut,
@@ -42,9 +46,12 @@ from gridwatch.server.schemas import (
     SnapshotStored,
     TicketDetail,
     TicketOut,
+    TransitionOut,
 )
 from gridwatch.server.settings import ServerSettings
+from gridwatch.server.sla import Sweeper
 from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES, SHA256_RE, SnapshotError, SnapshotStore
+from gridwatch.server.tickets_api import router as tickets_router
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +92,16 @@ def _page(session: Session, query: sa.Select[Any], limit: int, offset: int) -> t
     return list(session.scalars(query.limit(limit).offset(offset))), total
 
 
-def create_app(settings: ServerSettings | None = None, start_ingest: bool = True) -> FastAPI:
-    """The server application; ``start_ingest=False`` serves the API without an MQTT consumer."""
+def create_app(settings: ServerSettings | None = None, start_ingest: bool = True,
+               clock: Clock | None = None) -> FastAPI:
+    """The server application; ``start_ingest=False`` serves the API without an MQTT consumer
+    (and publishes no transitions). ``clock`` drives SLA clocks and audit times (tests pass a
+    :class:`~gridwatch.server.clock.ManualClock`)."""
     settings = settings or ServerSettings()
+    clock = clock or SystemClock()
     broadcaster = Broadcaster()
     snapshots = SnapshotStore(settings.snapshots_dir)
+    categories = CategoryStore()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,28 +112,55 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         app.state.engine = engine
         app.state.sessions = sessions
 
-        def on_stored(outcome: IngestOutcome) -> None:
-            if outcome.ticket_id is not None:
-                announce_ticket(broadcaster, sessions, outcome.ticket_id, outcome.ticket_created)
+        publisher: TransitionPublisher | None = None
+        if start_ingest and settings.publish_transitions:
+            publisher = TransitionPublisher(settings.mqtt_url, settings.mqtt_client_id)
+            publisher.start()
 
-        app.state.on_stored = on_stored
+        def announce(entries: list[TicketTransition]) -> None:
+            """After a commit: transitions to SSE clients and to MQTT integrators."""
+            for entry in entries:
+                broadcaster.publish("transition", TransitionOut.model_validate(entry).model_dump(mode="json"))
+            if publisher is not None and entries:
+                with sessions() as session:
+                    publisher.publish(session, entries)
+
+        def on_batch(batch: Batch) -> None:
+            created: dict[int, bool] = {}
+            for outcome in batch.outcomes:
+                if outcome.ticket_id is not None and outcome.status.value == "stored":
+                    created[outcome.ticket_id] = created.get(outcome.ticket_id, False) or outcome.ticket_created
+            for ticket_id, was_created in created.items():
+                announce_ticket(broadcaster, sessions, ticket_id, was_created)
+            announce(batch.transitions)
+
+        app.state.on_batch = on_batch
+        app.state.announce = announce
+        context = IngestContext(categories=categories, clock=clock)
+        app.state.ingest_context = context
         ingest: MqttIngest | None = None
         if start_ingest:
             ingest = MqttIngest(
                 mqtt_url=settings.mqtt_url,
                 client_id=settings.mqtt_client_id,
-                subscription=settings.events_subscription,
+                subscription=settings.subscription,
                 session_factory=sessions,
-                on_stored=on_stored,
+                context=context,
+                on_batch=on_batch,
             )
             ingest.start()
         app.state.ingest = ingest
+        sweeper = Sweeper(sessions, categories, clock, settings.sla_sweep_interval_s, announce)
+        sweeper.start()
         try:
             yield
         finally:
             broadcaster.close()
+            await run_in_threadpool(sweeper.stop)
             if ingest is not None:
                 await run_in_threadpool(ingest.stop)
+            if publisher is not None:
+                publisher.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -134,7 +173,10 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     app.state.settings = settings
     app.state.broadcaster = broadcaster
     app.state.snapshots = snapshots
+    app.state.categories = categories
+    app.state.clock = clock
     _install_error_handlers(app)
+    app.include_router(tickets_router)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -156,7 +198,7 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
             connected=bool(ingest and ingest.connected),
             subscribed=bool(ingest and ingest.subscribed),
             url=parse_mqtt_url(settings.mqtt_url).redacted_url,
-            subscription=settings.events_subscription,
+            subscription=settings.subscription,
             **(ingest.counts if ingest else {"stored": 0, "duplicates": 0, "dead_lettered": 0, "errors": 0}),
         )
         healthy = database.ok and (ingest is None or mqtt.connected)
@@ -200,6 +242,11 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         session: SessionDep,
         stage: str | None = None,
         ticket_type: Annotated[str | None, Query(alias="type")] = None,
+        grid_id: str | None = None,
+        community_id: str | None = None,
+        street_id: str | None = None,
+        assignee_id: str | None = None,
+        overdue: bool | None = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> Page[TicketOut]:
@@ -208,6 +255,11 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
             query = query.where(Ticket.stage == stage)
         if ticket_type:
             query = query.where(Ticket.type == ticket_type)
+        for column, value in ((Ticket.grid_id, grid_id), (Ticket.community_id, community_id),
+                              (Ticket.street_id, street_id), (Ticket.assignee_id, assignee_id),
+                              (Ticket.overdue, overdue)):
+            if value is not None:
+                query = query.where(column == value)
         rows, total = _page(session, query, limit, offset)
         return Page[TicketOut](items=[TicketOut.model_validate(r) for r in rows], total=total,
                                limit=limit, offset=offset)
@@ -315,6 +367,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}"
         return error_response(422, message, "invalid_request", details)
+
+    @app.exception_handler(TransitionError)
+    async def transition_error(_request: Request, exc: TransitionError) -> JSONResponse:
+        return error_response(exc.status, str(exc), exc.code)
 
     @app.exception_handler(SnapshotError)
     async def snapshot_error(_request: Request, exc: SnapshotError) -> JSONResponse:

@@ -3,8 +3,14 @@
 Delivery is at-least-once end to end: the client keeps a persistent session (clean_session False,
 a stable client id) so the broker queues events while the server is away, and each message is
 acknowledged only after its database commit, so a crash mid-ingest means redelivery, and
-:func:`gridwatch.server.ingest.store_message` makes redelivery harmless. paho's network thread only
-enqueues; the worker owns the database so a slow commit never delays keepalives.
+:func:`gridwatch.server.ingest.store_messages` makes redelivery harmless. paho's network thread only
+enqueues; the worker owns the database so a slow commit never delays keepalives. The worker takes
+whatever has queued up (up to ``BATCH_MAX``) into one transaction: under load, commits get fewer
+and larger instead of the queue growing; when idle, each event is still committed on its own.
+
+Several server replicas share the stream through an MQTT shared subscription
+(``$share/<group>/<filter>``, Mosquitto 2 for MQTT 3.1.1 and 5 clients): the broker hands each
+message to one of them, and the database's unique keys and correlation locks do the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
 from gridwatch.broker.mqtt_url import connect_client, parse_mqtt_url
-from gridwatch.server.ingest import IngestOutcome, IngestStatus, store_message
+from gridwatch.server.ingest import Batch, IngestContext, IngestStatus, store_messages
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,7 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 DB_RETRY_MAX_S = 30.0
 QUEUE_SIZE = 10_000
+BATCH_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,8 @@ class _Delivery:
 class MqttIngest:
     """Subscribe to the events topics and store every message; call :meth:`start` / :meth:`stop`.
 
-    ``on_stored`` runs in the worker thread after each committed new event (for live updates);
-    its failures are logged, never allowed to block acknowledgements.
+    ``on_batch`` runs in the worker thread after each committed batch (live updates, publishing
+    ticket transitions); its failures are logged, never allowed to block acknowledgements.
     """
 
     def __init__(
@@ -55,13 +62,15 @@ class MqttIngest:
         client_id: str,
         subscription: str,
         session_factory: Callable[[], Session],
-        on_stored: Callable[[IngestOutcome], None] | None = None,
+        context: IngestContext | None = None,
+        on_batch: Callable[[Batch], None] | None = None,
     ) -> None:
         self._endpoint = parse_mqtt_url(mqtt_url)
         self.url = self._endpoint.redacted_url
         self.subscription = subscription
         self._session_factory = session_factory
-        self._on_stored = on_stored
+        self._context = context
+        self._on_batch = on_batch
         self._queue: queue.Queue[_Delivery | None] = queue.Queue(QUEUE_SIZE)
         self._stopping = threading.Event()
         self._accepting = True
@@ -164,37 +173,50 @@ class MqttIngest:
     # -- worker thread ---------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (delivery := self._queue.get()) is not None:
-            self._handle(delivery)
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    delivery = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if delivery is None:
+                    self._handle(batch)
+                    return
+                batch.append(delivery)
+            self._handle(batch)
 
-    def _handle(self, delivery: _Delivery) -> None:
-        outcome = self._store_with_retry(delivery)
-        if outcome is None:
+    def _handle(self, deliveries: list[_Delivery]) -> None:
+        batch = self._store_with_retry(deliveries)
+        if batch is None:
             return
-        if delivery.connection == self._connection and self.connected:
-            self._client.ack(delivery.mid, delivery.qos)
-        key = {IngestStatus.STORED: "stored", IngestStatus.DUPLICATE: "duplicates",
-               IngestStatus.DEAD_LETTERED: "dead_lettered"}[outcome.status]
-        self.counts[key] += 1
-        if outcome.status is IngestStatus.STORED and self._on_stored is not None:
+        for delivery in deliveries:
+            if delivery.connection == self._connection and self.connected:
+                self._client.ack(delivery.mid, delivery.qos)
+        for outcome in batch.outcomes:
+            key = {IngestStatus.STORED: "stored", IngestStatus.DUPLICATE: "duplicates",
+                   IngestStatus.DEAD_LETTERED: "dead_lettered"}[outcome.status]
+            self.counts[key] += 1
+        if self._on_batch is not None:
             try:
-                self._on_stored(outcome)
+                self._on_batch(batch)
             except Exception:
-                log.exception("live update after event %s failed", outcome.event_id)
+                log.exception("live update after a batch of %d failed", len(deliveries))
 
-    def _store_with_retry(self, delivery: _Delivery) -> IngestOutcome | None:
+    def _store_with_retry(self, deliveries: list[_Delivery]) -> Batch | None:
         """Store, retrying database failures with backoff; None if stopped before success."""
         delay = 0.5
+        messages = [(d.topic, d.payload) for d in deliveries]
         while not self._stopping.is_set():
             try:
                 with self._session_factory() as session:
-                    return store_message(session, delivery.topic, delivery.payload)
+                    return store_messages(session, messages, context=self._context)
             except Exception:
                 self.counts["errors"] += 1
                 if not self._accepting:  # shutting down: leave it to the broker's redelivery
-                    log.exception("storing a message from %s failed during shutdown", delivery.topic)
+                    log.exception("storing %d messages failed during shutdown", len(messages))
                     return None
-                log.exception("storing a message from %s failed; retrying in %.1fs", delivery.topic, delay)
+                log.exception("storing %d messages failed; retrying in %.1fs", len(messages), delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, DB_RETRY_MAX_S)
         return None

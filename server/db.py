@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,3 +87,29 @@ def current_revision(database_url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any], key: str) -> bool:
+    """INSERT unless a row with the same unique ``key`` exists; True if this call inserted it.
+
+    Relies on the unique constraint, not on a prior SELECT, so two ingest workers (or servers)
+    racing on the same row cannot both insert; on PostgreSQL the loser waits for the winner's commit.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    # RETURNING, not rowcount: drivers disagree on rowcount once RETURNING is implicit.
+    return session.execute(stmt.returning(sa.literal(1))).first() is not None
+
+
+def insert_many_if_absent(session: Session, model: type[Any], rows: list[dict[str, Any]], key: str) -> set[Any]:
+    """Multi-row :func:`insert_if_absent`; returns the ``key`` values this call inserted."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = model.__table__
+    # One cached statement run as executemany: SQLAlchemy batches it into multi-row INSERTs
+    # ("insertmanyvalues") without compiling a new statement for every batch size.
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return set(session.scalars(stmt, rows))

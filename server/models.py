@@ -1,4 +1,5 @@
-"""The database tables: events as received, one ticket per incident, and the dead-letter shelf.
+"""The database tables: events as received, incidents, grid tickets with their audit trail, the
+registry, the versioned category table, silences, and the dead-letter shelf.
 
 The ORM classes are the reference for the Alembic migrations (a test compares the two), and they
 carry only the columns the server queries on; the whole event is also kept as JSON in
@@ -29,6 +30,7 @@ JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 ID_LENGTH = 64  # broker.topics.ID_PATTERN allows 1-64 characters
 HEX32 = 32
 SHA256_HEX = 64
+NAME_LENGTH = 200
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -60,7 +62,13 @@ class Base(DeclarativeBase):
 
 
 class Ticket(Base):
-    """A grid ticket (网格工单): one per incident, opened by the first event that names it."""
+    """A grid ticket (网格工单): one situation, collecting the incidents correlation merged into it.
+
+    ``incident_id`` is the incident that opened it. The lifecycle columns (stage, assignee, SLA
+    clock, first-time stamps per stage, rework/extension counts, rating) are a summary kept by
+    :mod:`gridwatch.server.lifecycle` in step with the append-only ``ticket_transitions`` audit
+    trail, so lists and indicators read one row per ticket instead of replaying the trail.
+    """
 
     __tablename__ = "tickets"
 
@@ -71,7 +79,6 @@ class Ticket(Base):
     node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     zone_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
-    # Only 'reported' for now; the full lifecycle arrives with the dispatch issue.
     stage: Mapped[str] = mapped_column(sa.String(32), default="reported")
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())  # the incident's started_at (edge clock)
     last_event_at: Mapped[datetime] = mapped_column(UtcDateTime())  # newest observed_at seen
@@ -82,6 +89,43 @@ class Ticket(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())  # server clock
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # -- correlation
+    fingerprint: Mapped[str] = mapped_column(sa.String(SHA256_HEX), default="")
+    incident_count: Mapped[int] = mapped_column(sa.Integer, default=1)
+    open_incidents: Mapped[int] = mapped_column(sa.Integer, default=0)  # started, not yet ended
+    last_incident_at: Mapped[datetime] = mapped_column(UtcDateTime())  # newest incident start
+    previous_ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"), nullable=True)
+    # -- classification and place
+    category: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), default="")
+    subcategory: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), default="")
+    category_version: Mapped[int] = mapped_column(sa.Integer, default=0)
+    responsible_unit: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    grid_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    community_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    street_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    district_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    # -- lifecycle
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)  # optimistic lock, bumped per transition
+    assignee_kind: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    assignee_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    parked_from: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    extension_request: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    rework_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    extension_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rating: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    registered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    handling_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    feedback_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # -- SLA clock of the current stage
+    stage_entered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    warn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeper's next look
+    escalation_level: Mapped[int] = mapped_column(sa.Integer, default=0)  # 0 grid … 3 district
+    overdue: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # breached any time limit
 
     events: Mapped[list[EventRecord]] = relationship(
         back_populates="ticket", order_by="EventRecord.observed_at", lazy="raise"
@@ -91,7 +135,136 @@ class Ticket(Base):
         sa.Index("ix_tickets_opened_at", "opened_at"),
         sa.Index("ix_tickets_stage_opened_at", "stage", "opened_at"),
         sa.Index("ix_tickets_type_opened_at", "type", "opened_at"),
+        sa.Index("ix_tickets_grid_id_opened_at", "grid_id", "opened_at"),
+        sa.Index("ix_tickets_community_id_opened_at", "community_id", "opened_at"),
+        sa.Index("ix_tickets_street_id_opened_at", "street_id", "opened_at"),
+        sa.Index("ix_tickets_sla_next_at", "sla_next_at"),
+        sa.Index("ix_tickets_group", "site_id", "grid_id", "type", "last_incident_at"),
     )
+
+
+class Incident(Base):
+    """One edge incident and where correlation put it: a ticket, or suppressed with the reason."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    incident_id: Mapped[str] = mapped_column(sa.String(HEX32), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(SHA256_HEX))
+    type: Mapped[str] = mapped_column(sa.String(40))
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    zone_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    suppressed_by: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        sa.Index("ix_incidents_fingerprint_id", "fingerprint", "id"),
+        sa.Index("ix_incidents_ticket_id", "ticket_id"),
+        sa.Index("ix_incidents_camera", "site_id", "camera_id", "type", "ended_at"),
+    )
+
+
+class TicketTransition(Base):
+    """The audit trail: every change of a ticket's lifecycle, with who, when and why. Append-only."""
+
+    __tablename__ = "ticket_transitions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    from_stage: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    to_stage: Mapped[str] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    version: Mapped[int] = mapped_column(sa.Integer)  # the ticket's version after this entry
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        sa.Index("ix_ticket_transitions_ticket_id_id", "ticket_id", "id"),
+        sa.Index("ix_ticket_transitions_at", "at"),
+    )
+
+
+class Silence(Base):
+    """A time-boxed mute: matching new incidents are stored but open no ticket. Empty matcher = any."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    site_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    grid_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    camera_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    zone_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    type: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str] = mapped_column(sa.Text)
+    author: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (sa.Index("ix_silences_ends_at", "ends_at"),)
+
+
+class Unit(Base):
+    """A node of the registry: district, street, community, grid or department."""
+
+    __tablename__ = "units"
+
+    id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    parent_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+
+    __table_args__ = (sa.Index("ix_units_parent_id", "parent_id"),)
+
+
+class UnitMember(Base):
+    """A person of a unit: its leader, or a member (grid worker, department staff)."""
+
+    __tablename__ = "unit_members"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    unit_id: Mapped[str] = mapped_column(sa.ForeignKey("units.id", ondelete="CASCADE"))
+    person_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    role: Mapped[str] = mapped_column(sa.String(16))
+
+    __table_args__ = (sa.Index("ix_unit_members_unit_id_person_id", "unit_id", "person_id"),)
+
+
+class CameraBinding(Base):
+    """Which grid a camera watches."""
+
+    __tablename__ = "cameras"
+
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    grid_id: Mapped[str] = mapped_column(sa.ForeignKey("units.id", ondelete="CASCADE"))
+
+
+class CategoryTableRecord(Base):
+    """One saved version of the category table (the highest is active)."""
+
+    __tablename__ = "category_tables"
+
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    content: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    author: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CorrelationLock(Base):
+    """One row per (site, grid): new incidents of a grid are correlated one at a time, across replicas."""
+
+    __tablename__ = "correlation_locks"
+
+    key: Mapped[str] = mapped_column(sa.String(140), primary_key=True)
 
 
 class EventRecord(Base):
@@ -110,11 +283,12 @@ class EventRecord(Base):
     zone_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"))
+    # None while its incident is suppressed (inhibited or silenced): kept, but on no ticket.
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=True)
     snapshot_sha256: Mapped[str | None] = mapped_column(sa.String(SHA256_HEX), nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
-    ticket: Mapped[Ticket] = relationship(back_populates="events", lazy="raise")
+    ticket: Mapped[Ticket | None] = relationship(back_populates="events", lazy="raise")
 
     __table_args__ = (
         sa.Index("ix_events_observed_at", "observed_at"),

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gridwatch.server.api import create_app
+from gridwatch.server.clock import Clock
 from gridwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ class ServerRunner:
     Usable as a context manager. ``url`` is the base HTTP URL once started.
     """
 
-    def __init__(self, settings: ServerSettings, *, start_ingest: bool = True) -> None:
+    def __init__(self, settings: ServerSettings, *, start_ingest: bool = True, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.app = create_app(settings, start_ingest=start_ingest)
+        self.app = create_app(settings, start_ingest=start_ingest, clock=clock)
         self._server = uvicorn_server(self.app, settings)
         self._thread: threading.Thread | None = None
         self.port: int = settings.port

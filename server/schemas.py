@@ -10,7 +10,7 @@ import base64
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -37,6 +37,82 @@ class TicketOut(_Out):
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    fingerprint: str
+    incident_count: int
+    open_incidents: int
+    previous_ticket_id: int | None
+    category: str
+    subcategory: str
+    category_version: int
+    responsible_unit: str | None
+    grid_id: str | None
+    community_id: str | None
+    street_id: str | None
+    district_id: str | None
+    version: int
+    assignee_kind: str | None
+    assignee_id: str | None
+    extension_request: dict[str, Any] | None
+    rework_count: int
+    extension_count: int
+    rating: int | None
+    stage_entered_at: datetime
+    due_at: datetime | None
+    escalation_level: int
+    overdue: bool
+
+
+class TransitionOut(_Out):
+    id: int
+    ticket_id: int
+    action: str
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    role: str
+    at: datetime
+    version: int
+    details: dict[str, Any]
+
+
+class TransitionResult(BaseModel):
+    ticket: TicketOut
+    transition: TransitionOut
+
+
+class SilenceIn(BaseModel):
+    """A time-boxed mute; leave a matcher empty to match anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: str | None = None
+    grid_id: str | None = None
+    camera_id: str | None = None
+    zone_id: str | None = None
+    type: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime
+    reason: str = Field(min_length=1, max_length=2000)
+    author: str = Field(min_length=1, max_length=64)
+
+
+class SilenceOut(_Out):
+    id: int
+    site_id: str | None
+    grid_id: str | None
+    camera_id: str | None
+    zone_id: str | None
+    type: str | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    author: str
+    created_at: datetime
+
+
+class CategoryTableOut(BaseModel):
+    version: int
+    table: dict[str, Any]
 
 
 class EventOut(_Out):
@@ -50,7 +126,7 @@ class EventOut(_Out):
     zone_id: str
     observed_at: datetime
     received_at: datetime
-    ticket_id: int
+    ticket_id: int | None
     snapshot_sha256: str | None
     payload: dict[str, Any]
 

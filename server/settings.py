@@ -32,12 +32,26 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 picks a free port (tests, embedding).")
     events_subscription: str = topics.EVENTS_SUBSCRIPTION
+    shared_group: str = Field(
+        "", description="MQTT shared-subscription group ($share/<group>/...) so several server replicas "
+        "split the stream; empty for a single server (the embedded amqtt broker has no shared subscriptions).",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+    )
+    sla_sweep_interval_s: float = Field(10.0, gt=0, description="How often SLA clocks are checked.")
+    publish_transitions: bool = Field(True, description="Publish every ticket transition over MQTT.")
 
     @model_validator(mode="after")
     def _default_database(self) -> ServerSettings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'gridwatch.db').resolve()}"
         return self
+
+    @property
+    def subscription(self) -> str:
+        """The filter the ingest client subscribes to (shared when ``shared_group`` is set)."""
+        if not self.shared_group:
+            return self.events_subscription
+        return f"$share/{self.shared_group}/{self.events_subscription}"
 
     @property
     def snapshots_dir(self) -> Path:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase, SnapshotRef
-from gridwatch.server.ingest import IngestStatus, store_message
+from gridwatch.server.ingest import Batch, IngestStatus, store_message, store_messages
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES
@@ -161,7 +161,11 @@ def test_listings_filters_and_detail(client: Client) -> None:
     assert tickets["total"] == 2
     assert [t["incident_id"] for t in tickets["items"]] == [newer.incident_id, older.incident_id]
     assert client.get("/api/tickets", params={"type": "courier_entry"}).json()["total"] == 1
-    assert client.get("/api/tickets", params={"stage": "reported"}).json()["total"] == 2
+    # Courier entries register at once; daytime loitering that ended is no case (立案条件: at night).
+    assert [t["id"] for t in client.get("/api/tickets", params={"stage": "registered"}).json()["items"]] == [
+        tickets["items"][0]["id"]]
+    assert [t["id"] for t in client.get("/api/tickets", params={"stage": "voided"}).json()["items"]] == [
+        tickets["items"][1]["id"]]
     assert client.get("/api/tickets", params={"stage": "closed"}).json()["total"] == 0
     page = client.get("/api/tickets", params={"limit": 1, "offset": 1}).json()
     assert [t["incident_id"] for t in page["items"]] == [older.incident_id] and page["total"] == 2
@@ -280,6 +284,9 @@ def test_stream_announces_created_and_updated_tickets(tmp_path: Path) -> None:
             message = read_sse(lines)
             assert message["event"] == "ticket"
             data = json.loads(message["data"])
+            opened = read_sse(lines)  # then the audit entry of the ticket's opening
+            assert opened["event"] == "transition"
+            assert json.loads(opened["data"])["action"] == "open"
             assert data["action"] == "created"
             assert data["ticket"]["id"] == outcome.ticket_id
             assert data["ticket"]["incident_id"] == start.incident_id
@@ -298,10 +305,11 @@ def test_stream_announces_created_and_updated_tickets(tmp_path: Path) -> None:
 
 
 def ingest_via(runner: ServerRunner, event: Event):
-    """What the MQTT worker does for each message: store, then announce after the commit."""
+    """What the MQTT worker does for each batch: store, then announce after the commit."""
     with runner.app.state.sessions() as session:
-        outcome = store_message(session, topics.events_topic(event.site_id, event.node_id, event.camera_id),
-                                event.to_json().encode())
+        batch: Batch = store_messages(
+            session, [(topics.events_topic(event.site_id, event.node_id, event.camera_id), event.to_json().encode())])
+    [outcome] = batch.outcomes
     assert outcome.status is IngestStatus.STORED
-    runner.app.state.on_stored(outcome)
+    runner.app.state.on_batch(batch)
     return outcome

@@ -75,7 +75,7 @@ def only_ticket(sessions: sessionmaker[Session]) -> Ticket:
 def test_migrations_match_the_models_and_rerun_cleanly(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)  # every server start runs it: must be a no-op the second time
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == "0002"
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:

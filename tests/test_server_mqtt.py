@@ -145,7 +145,8 @@ def test_one_event_makes_one_ticket_and_a_redelivery_changes_nothing(
     assert ticket["type"] == "fire_lane_blocked"
     assert ticket["camera_id"] == CAMERA and ticket["zone_id"] == "lane-north"
     assert ticket["event_count"] == 1
-    assert ticket["stage"] == "reported"
+    # Blocked for 120 s: the fire lane's registration condition (立案条件) is met, so the system registers it.
+    assert ticket["stage"] == "registered"
     assert ticket["attributes"] == {"dwell_s": 120.0}
     detail = server.get(f"/api/tickets/{ticket['id']}")
     assert [e["event_id"] for e in detail["events"]] == [event.event_id]
@@ -199,9 +200,11 @@ def test_events_published_while_the_server_is_down_arrive_when_it_returns(
     publisher.publish(TOPIC, later.to_json())  # queued by the broker for the server's session
     server.start()
 
-    tickets = wait_for(lambda: (d := server.get("/api/tickets"))["total"] == 2 and d, "the queued event")
-    assert {t["incident_id"] for t in tickets["items"]} == {first.incident_id, later.incident_id}
-    assert server.get("/api/events")["total"] == 2
+    events = wait_for(lambda: (d := server.get("/api/events"))["total"] == 2 and d, "the queued event")
+    assert {e["incident_id"] for e in events["items"]} == {first.incident_id, later.incident_id}
+    # The same lane blocked again while its ticket is open: correlation adds it to that ticket.
+    [ticket] = server.get("/api/tickets")["items"]
+    assert ticket["incident_id"] == first.incident_id and ticket["incident_count"] == 2
 
 
 def test_ingest_resumes_after_a_broker_restart(server: Server, mosquitto) -> None:

@@ -1,0 +1,224 @@
+"""REST for the ticket engine: transitions and audit trail, silences, registry, category table,
+indicators. Mounted by :func:`gridwatch.server.api.create_app`.
+
+Until accounts exist, the acting person and role come in the request body (``actor``, ``role``);
+the rules in :mod:`~gridwatch.server.lifecycle` already check them, so a later login only has to
+fill those two fields from the session instead of the body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import yaml
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from gridwatch.server import indicators, lifecycle, registry
+from gridwatch.server.categories import CategoryTable
+from gridwatch.server.models import Silence, Ticket, TicketTransition
+from gridwatch.server.schemas import (
+    CategoryTableOut,
+    SilenceIn,
+    SilenceOut,
+    TicketOut,
+    TransitionOut,
+    TransitionResult,
+)
+
+router = APIRouter(prefix="/api")
+
+
+def _session(request: Request) -> Any:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+async def _document(request: Request) -> Any:
+    """A request body as YAML, JSON (YAML's subset) or, for ``text/csv``, the raw text."""
+    body = (await request.body()).decode("utf-8")
+    if request.headers.get("content-type", "").startswith("text/csv"):
+        return body
+    try:
+        return yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise HTTPException(422, f"body is neither JSON nor YAML: {exc}") from None
+
+
+def _invalid(exc: ValidationError | ValueError) -> HTTPException:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return HTTPException(422, f"{where}: {first['msg']}" if where else first["msg"])
+    return HTTPException(422, str(exc))
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+@router.post("/tickets/{ticket_id}/transitions", response_model=TransitionResult)
+def transition(ticket_id: int, body: lifecycle.TransitionRequest, request: Request,
+               session: SessionDep) -> TransitionResult:
+    """Act on a ticket (register, void, dispatch, claim, accept, feedback, verify, reject, close,
+    evaluate, return, request/approve/deny_extension, park, unpark). 403 role or assignee, 409 stage
+    or version (someone acted first), 422 missing data."""
+    state = request.app.state
+    _, table = state.categories.current(session)
+    entry = lifecycle.apply(session, ticket_id, body, table, state.clock.now())
+    state.announce([entry])
+    ticket = session.get(Ticket, ticket_id, populate_existing=True)
+    return TransitionResult(ticket=TicketOut.model_validate(ticket), transition=TransitionOut.model_validate(entry))
+
+
+@router.get("/tickets/{ticket_id}/transitions", response_model=list[TransitionOut])
+def audit_trail(ticket_id: int, session: SessionDep) -> list[TransitionOut]:
+    if session.get(Ticket, ticket_id) is None:
+        raise HTTPException(404, f"no ticket {ticket_id}")
+    rows = session.scalars(sa.select(TicketTransition).where(TicketTransition.ticket_id == ticket_id)
+                           .order_by(TicketTransition.id))
+    return [TransitionOut.model_validate(r) for r in rows]
+
+
+# -- silences -----------------------------------------------------------------------------------
+
+
+@router.get("/silences", response_model=list[SilenceOut])
+def list_silences(request: Request, session: SessionDep, active: bool = False) -> list[SilenceOut]:
+    query = sa.select(Silence).order_by(Silence.id.desc())
+    if active:
+        now = request.app.state.clock.now()
+        query = query.where(Silence.starts_at <= now, Silence.ends_at > now)
+    return [SilenceOut.model_validate(s) for s in session.scalars(query)]
+
+
+@router.post("/silences", response_model=SilenceOut, status_code=201)
+def create_silence(body: SilenceIn, request: Request, session: SessionDep) -> SilenceOut:
+    now = request.app.state.clock.now()
+    starts = body.starts_at or now
+    if body.ends_at <= starts:
+        raise HTTPException(422, "ends_at must be after starts_at: a silence is time-boxed")
+    row = Silence(**body.model_dump(exclude={"starts_at"}), starts_at=starts, created_at=now)
+    session.add(row)
+    session.commit()
+    return SilenceOut.model_validate(row)
+
+
+@router.post("/silences/{silence_id}/expire", response_model=SilenceOut)
+def expire_silence(silence_id: int, request: Request, session: SessionDep) -> SilenceOut:
+    row = session.get(Silence, silence_id)
+    if row is None:
+        raise HTTPException(404, f"no silence {silence_id}")
+    row.ends_at = min(row.ends_at, request.app.state.clock.now())
+    session.commit()
+    return SilenceOut.model_validate(row)
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def _registry(session: Session) -> registry.RegistryDoc:
+    doc = registry.export(session)
+    if doc is None:
+        raise HTTPException(404, "no registry imported yet: PUT /api/registry")
+    return doc
+
+
+@router.get("/registry", response_model=registry.RegistryDoc)
+def get_registry(session: SessionDep) -> registry.RegistryDoc:
+    return _registry(session)
+
+
+@router.get("/registry.yaml", response_class=PlainTextResponse)
+def get_registry_yaml(session: SessionDep) -> PlainTextResponse:
+    text = yaml.safe_dump(_registry(session).model_dump(mode="json", exclude_none=True), allow_unicode=True,
+                          sort_keys=False)
+    return PlainTextResponse(text, media_type="application/yaml")
+
+
+@router.get("/registry.csv", response_class=PlainTextResponse)
+def get_registry_csv(session: SessionDep) -> PlainTextResponse:
+    return PlainTextResponse(registry.to_csv(_registry(session)), media_type="text/csv; charset=utf-8")
+
+
+@router.put("/registry", response_model=registry.RegistryDoc)
+async def put_registry(request: Request) -> registry.RegistryDoc:
+    """Replace the registry with a YAML or JSON document, or CSV (``Content-Type: text/csv``)."""
+    data = await _document(request)
+    try:
+        doc = registry.from_csv(data) if isinstance(data, str) else registry.RegistryDoc.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        raise _invalid(exc) from None
+
+    def store() -> None:
+        with request.app.state.sessions() as session:
+            registry.replace(session, doc)
+            session.commit()
+
+    await run_in_threadpool(store)
+    return doc
+
+
+# -- category table -----------------------------------------------------------------------------
+
+
+@router.get("/categories", response_model=CategoryTableOut)
+def get_categories(request: Request, session: SessionDep) -> CategoryTableOut:
+    version, table = request.app.state.categories.current(session)
+    return CategoryTableOut(version=version, table=table.model_dump(mode="json"))
+
+
+@router.put("/categories", response_model=CategoryTableOut)
+async def put_categories(request: Request, author: Annotated[str, Query(min_length=1, max_length=64)]
+                         ) -> CategoryTableOut:
+    """Save a new version of the category table (YAML or JSON); tickets opened before keep theirs."""
+    data = await _document(request)
+    try:
+        table = CategoryTable.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        raise _invalid(exc) from None
+
+    def store() -> int:
+        with request.app.state.sessions() as session:
+            return request.app.state.categories.save(session, table, author, request.app.state.clock.now())
+
+    version = await run_in_threadpool(store)
+    return CategoryTableOut(version=version, table=table.model_dump(mode="json"))
+
+
+# -- indicators ---------------------------------------------------------------------------------
+
+
+def _indicators(session: Session, by: indicators.GroupBy, period: indicators.Period, since: datetime | None,
+                until: datetime | None, grid_id: str | None, community_id: str | None, street_id: str | None,
+                event_type: str | None) -> list[dict[str, Any]]:
+    return indicators.compute(session, group_by=by, period=period, since=since, until=until, grid_id=grid_id,
+                              community_id=community_id, street_id=street_id, type=event_type)
+
+
+@router.get("/indicators")
+def get_indicators(session: SessionDep, by: indicators.GroupBy = "none", period: indicators.Period = "none",
+                   since: datetime | None = None, until: datetime | None = None, grid_id: str | None = None,
+                   community_id: str | None = None, street_id: str | None = None,
+                   event_type: Annotated[str | None, Query(alias="type")] = None) -> list[dict[str, Any]]:
+    """结案率, 按期处置率, 返工率, 延期率, 满意度 and mean time per stage, per group and period."""
+    return _indicators(session, by, period, since, until, grid_id, community_id, street_id, event_type)
+
+
+@router.get("/indicators.csv", response_class=PlainTextResponse)
+def get_indicators_csv(session: SessionDep, by: indicators.GroupBy = "none", period: indicators.Period = "none",
+                       since: datetime | None = None, until: datetime | None = None, grid_id: str | None = None,
+                       community_id: str | None = None, street_id: str | None = None,
+                       event_type: Annotated[str | None, Query(alias="type")] = None) -> PlainTextResponse:
+    rows = _indicators(session, by, period, since, until, grid_id, community_id, street_id, event_type)
+    return PlainTextResponse(indicators.to_csv(rows), media_type="text/csv; charset=utf-8")
+
+
