@@ -6,7 +6,7 @@ layout and no code formats topic strings by hand::
     gridwatch/v1/<site>/<node>/status                 node availability (retained, last will)
     gridwatch/v1/<site>/<node>/<camera>/status        camera health (retained)
     gridwatch/v1/<site>/<node>/<camera>/events        events (QoS 1)
-    gridwatch/v1/<site>/tickets/<ticket>/transitions  ticket lifecycle, server → integrators (QoS 1)
+    gridwatch/v1/<site>/_tickets/<ticket>/transitions ticket lifecycle, server → integrators (QoS 1)
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ _ID_RE = re.compile(ID_PATTERN)
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/+/events"
 STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
-TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/tickets/+/transitions"
+# `_tickets` sits where node ids go, but no id can start with '_': a node can never publish there.
+TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/_tickets/+/transitions"
 
 
 class TopicError(ValueError):
@@ -86,4 +87,4 @@ def ticket_transitions_topic(site_id: str, ticket_id: int) -> str:
     """
     if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or ticket_id < 1:
         raise TopicError(f"ticket_id {ticket_id!r} is not a positive integer")
-    return "/".join((PREFIX, check_id("site_id", site_id), "tickets", str(ticket_id), "transitions"))
+    return "/".join((PREFIX, check_id("site_id", site_id), "_tickets", str(ticket_id), "transitions"))

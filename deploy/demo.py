@@ -7,9 +7,11 @@ a minute, because the first person reaches the table a few seconds into the clip
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
+import urllib.request
 from pathlib import Path
 
 import click
@@ -30,6 +32,28 @@ def find_sample(name: str) -> Path:
     looked = "\n".join(f"  - {p}" for p in candidates)
     raise click.ClickException(f"sample clip {name} not found; looked in:\n{looked}\n"
                                "Set GRIDWATCH_SAMPLES to the folder that holds it, or pass --source.")
+
+
+def _api(method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def prepare_site(api_url: str) -> None:
+    """Load the sample grid registry and let daytime loitering register, through the public API.
+
+    The shipped category table registers loitering only at night (22:00-06:00); a demo watched by
+    day would only show voided tickets, so the demo's own version drops the hours condition.
+    """
+    from gridwatch.server.registry import SAMPLE_PATH
+
+    _api("PUT", f"{api_url}/api/registry", SAMPLE_PATH.read_bytes(), "application/yaml")
+    table = _api("GET", f"{api_url}/api/categories")["table"]
+    for category in table["categories"]:
+        if category["event_type"] == "loitering":
+            category["registration"]["hours"] = None
+    _api("PUT", f"{api_url}/api/categories?author=demo", json.dumps(table).encode())
 
 
 @click.command()
@@ -61,6 +85,7 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
     server = ServerRunner(ServerSettings(data_dir=data_dir, mqtt_url=mqtt_url, host=host, port=port,
                                          mqtt_client_id="gridwatch-demo-server"))
     server.start()
+    prepare_site(console_url.rstrip("/"))
 
     config = load_config(DEMO_CONFIG)
     config = config.model_copy(update={

@@ -118,7 +118,9 @@ class CameraPipeline:
     def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None) -> Event:
         snapshot = None
         if image is not None:
-            picture = annotate(image, area.polygon, rule_event.track, rule_event.type.value) if area else image
+            # An end's frame is the after-view: the object has left, so its stale box is not drawn.
+            boxed = None if rule_event.phase is Phase.END else rule_event.track
+            picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
             snapshot = self.evidence.save(picture)
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
         for sink in self.sinks:

@@ -84,16 +84,16 @@ def test_acl_grants_exactly_the_contract(site_dir: Path) -> None:
         "topic read gridwatch/v1/s1/gate/commands",
         "# server server\nuser server\ntopic read gridwatch/v1/+/+/+/events\ntopic read gridwatch/v1/+/+/status\n"
         "topic read gridwatch/v1/+/+/+/status\ntopic write gridwatch/v1/+/+/commands\n"
-        "topic write gridwatch/v1/+/tickets/+/transitions\n",
+        "topic write gridwatch/v1/+/_tickets/+/transitions\n",
     ]
 
 
-def test_node_id_that_would_reach_ticket_transitions_is_refused(site_dir: Path) -> None:
-    """Ticket transitions sit at the node level (``<site>/tickets/...``): a node named so could forge them."""
-    result = run("add-node", "--dir", str(site_dir), "--site", "s1", "--node", "tickets")
-    assert result.exit_code == 1
-    assert "reserved" in result.output
-    assert not (site_dir / "clients" / "tickets@s1").exists()
+def test_node_id_cannot_be_the_ticket_transitions_segment(site_dir: Path) -> None:
+    """Ticket transitions sit at the node level (``<site>/_tickets/...``); no node may be named so."""
+    result = run("add-node", "--dir", str(site_dir), "--site", "s1", "--node", "_tickets")
+    assert result.exit_code != 0
+    assert "not a valid id" in result.output
+    assert not (site_dir / "clients" / "_tickets@s1").exists()
 
 
 def test_one_user_name_one_principal(site_dir: Path) -> None:

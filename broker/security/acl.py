@@ -29,15 +29,9 @@ def node_commands_topic(site_id: str, node_id: str) -> str:
 
 
 def node_prefix(site_id: str, node_id: str) -> str:
-    """Everything a node may publish is under this prefix; refuses node ids that would reach beyond it.
-
-    Ticket transitions live at ``<site>/tickets/...``, the level where node ids go, so a node named
-    ``tickets`` could otherwise publish forged transitions to integrators.
-    """
-    prefix = topics.node_status_topic(site_id, node_id).removesuffix("/status")
-    if topics.ticket_transitions_topic(site_id, 1).startswith(f"{prefix}/"):
-        raise topics.TopicError(f"node_id {node_id!r} is reserved: its topics would overlap the ticket transitions")
-    return prefix
+    """Everything a node may publish is under this prefix (ticket transitions are at ``_tickets``,
+    which no node id can be)."""
+    return topics.node_status_topic(site_id, node_id).removesuffix("/status")
 
 
 def rules(principal: Principal) -> list[tuple[str, str]]:

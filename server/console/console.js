@@ -121,7 +121,7 @@ function formatDuration(seconds) {
 }
 
 function thumbnail(ticket) {
-  const sha = ticket.latest_snapshot_sha256 || ticket.snapshot_sha256;
+  const sha = ticket.snapshot_sha256 || ticket.latest_snapshot_sha256; // the evidence, not the after-view
   const placeholder = el("span", "thumb none", t("snapshot.none"));
   if (!sha) return placeholder;
   const img = el("img", "thumb");
