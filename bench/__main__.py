@@ -1,13 +1,14 @@
-"""``python -m bench [detector|pipeline|gating|accuracy ...]``: run the edge benchmarks (all by default)."""
+"""``python -m bench [detector|pipeline|gating|accuracy|outbox ...]``: run the edge benchmarks (all by default)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, pipeline
+from bench import accuracy, detector, gating, outbox, pipeline
 from bench.common import quiet_opencv
 
-BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "gating": gating.main, "accuracy": accuracy.main}
+BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "gating": gating.main, "accuracy": accuracy.main,
+              "outbox": outbox.main}
 
 
 def main(argv: list[str]) -> None:

@@ -2,14 +2,17 @@
 
 The MQTT side announces the node ``online`` (retained) on connect and leaves ``offline`` as its
 last will, uploads each snapshot to the server over HTTP (claim-check: images never ride in MQTT
-messages), then publishes the event at QoS 1. paho keeps unacknowledged and not-yet-sent messages
-in memory across reconnects.
+messages), then publishes the event at QoS 1. paho keeps unacknowledged messages only in memory,
+so with an ``Outbox`` every event is stored on disk first and deleted once the broker acknowledged
+it; what a crash or power cut leaves behind is sent again when the publisher next starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +25,7 @@ from gridwatch.broker import topics
 from gridwatch.broker.contract import CameraStatus, Event, NodeState, NodeStatus, now_utc
 from gridwatch.broker.mqtt_url import connect_client, parse_mqtt_url
 from gridwatch.edge.evidence import Snapshot
+from gridwatch.edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,14 @@ class MqttPublisher:
     """A paho client per edge node; thread-safe ``emit`` for all cameras of the node."""
 
     def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None,
-                 qos: int = 1, server_url: str | None = None) -> None:
+                 qos: int = 1, server_url: str | None = None, outbox: Outbox | None = None) -> None:
         self.site_id, self.node_id, self.qos, self.server_url = site_id, node_id, qos, server_url
+        self.outbox = outbox
+        # (outbox seq, paho's handle) of stored events not yet acknowledged. A watcher polls the
+        # handles: a PUBACK callback may run before publish() has returned the id to map it by.
+        self._unacked: list[tuple[int, paho.MQTTMessageInfo]] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
         self.status_topic = topics.node_status_topic(site_id, node_id)
         self.connected = threading.Event()
         self.client = paho.Client(
@@ -73,13 +83,18 @@ class MqttPublisher:
             client_id=client_id or f"gridwatch-edge-{site_id}-{node_id}",
             clean_session=False,
         )
-        self.client.max_queued_messages_set(0)  # unbounded while offline; the disk outbox comes later
+        self.client.max_queued_messages_set(0)  # unbounded in memory; the outbox bounds what is kept
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.will_set(self.status_topic, self._status(NodeState.OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         connect_client(self.client, parse_mqtt_url(url))
         self.client.loop_start()
+        self._watcher: threading.Thread | None = None
+        if outbox is not None:
+            self._resend_stored(outbox)
+            self._watcher = threading.Thread(target=self._forget_acknowledged, name="outbox-acks", daemon=True)
+            self._watcher.start()
 
     def _status(self, state: NodeState) -> str:
         return NodeStatus(site_id=self.site_id, node_id=self.node_id, state=state, at=now_utc()).to_json()
@@ -96,6 +111,42 @@ class MqttPublisher:
         self.connected.clear()
         log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
 
+    def _resend_stored(self, outbox: Outbox) -> None:
+        """Queue what a previous run stored but never saw acknowledged, in its original order."""
+        last = 0
+        while batch := outbox.pending(after_seq=last, limit=500):
+            for message in batch:
+                self._publish(message.topic, message.payload, message.seq)
+            last = batch[-1].seq
+        if last:
+            log.info("resending %d stored events from the outbox", outbox.depth().messages)
+
+    def _publish(self, topic: str, payload: bytes, seq: int | None) -> None:
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc == paho.MQTT_ERR_NO_CONN and self.qos > 0:
+            # Offline, paho keeps a QoS >= 1 message queued and sends it on reconnect; its handle
+            # still turns published on the PUBACK, but is_published() raises while rc says NO_CONN.
+            info.rc = paho.MQTT_ERR_SUCCESS
+        if seq is not None:
+            with self._lock:
+                self._unacked.append((seq, info))
+
+    def _forget_acknowledged(self, period_s: float = 0.1) -> None:
+        """Delete from the outbox what the broker has acknowledged (the QoS 1 PUBACK)."""
+        while not self._closing.wait(period_s):
+            self._sweep_acknowledged()
+        self._sweep_acknowledged()
+
+    def _sweep_acknowledged(self) -> None:
+        assert self.outbox is not None
+        done, waiting = [], []
+        with self._lock:
+            for seq, info in self._unacked:
+                (done if info.is_published() else waiting).append((seq, info))
+            self._unacked = waiting
+        for seq, _ in done:
+            self.outbox.remove(seq)
+
     def emit(self, event: Event, snapshot: Snapshot | None) -> None:
         if snapshot is not None and self.server_url:
             try:
@@ -103,7 +154,11 @@ class MqttPublisher:
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("snapshot %s not uploaded (%s); the event goes without it", snapshot.ref.sha256, exc)
         topic = topics.events_topic(event.site_id, event.node_id, event.camera_id)
-        self.client.publish(topic, event.to_json(), qos=self.qos)
+        payload = event.to_json().encode()
+        seq = self.outbox.append(topic, payload, event.phase.value) if self.outbox is not None else None
+        self._publish(topic, payload, seq)
+        if self.outbox is not None and (dropped := self.outbox.take_drop_report()):
+            log.warning("outbox full: dropped %s stored events to stay within its bounds", dropped)
 
     def publish_camera_status(self, status: CameraStatus) -> None:
         """Retained, so a console that connects later sees every camera's last known health."""
@@ -111,9 +166,17 @@ class MqttPublisher:
         self.client.publish(topic, status.to_json(), qos=1, retain=True)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Announce a clean ``offline`` and wait for it to leave, then stop the network loop."""
+        """Give stored events up to ``timeout`` to be acknowledged, announce a clean ``offline``,
+        then stop; whatever is still unacknowledged stays in the outbox for the next start."""
+        deadline = time.monotonic() + timeout
+        while self._unacked and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, self._status(NodeState.OFFLINE), qos=1, retain=True)
-            info.wait_for_publish(timeout)
+            with contextlib.suppress(RuntimeError, ValueError):  # link dropped: the last will says offline
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
