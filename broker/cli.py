@@ -132,30 +132,27 @@ def asyncapi(check: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def topics_command(as_json: bool) -> None:
     """Print the MQTT topic tree, what each topic carries and what to subscribe to."""
-    ids = ("site-1", "node-1", "cam-1")  # examples built by the real builders, so they stay valid
-    tree = [
-        {"topic": f"{topics.PREFIX}/<site_id>/<node_id>/status",
-         "example": topics.node_status_topic(*ids[:2]),
-         "payload": "node-status.v1.json", "delivery": "retained; also the node's last will"},
-        {"topic": f"{topics.PREFIX}/<site_id>/<node_id>/<camera_id>/status",
-         "example": topics.camera_status_topic(*ids),
-         "payload": "camera-status.v1.json", "delivery": "retained, refreshed periodically"},
-        {"topic": f"{topics.PREFIX}/<site_id>/<node_id>/<camera_id>/events",
-         "example": topics.events_topic(*ids),
-         "payload": "event.v1.json", "delivery": "QoS 1, not retained"},
-    ]
-    subscriptions = {"events": topics.EVENTS_SUBSCRIPTION, "status": list(topics.STATUS_SUBSCRIPTIONS)}
+    from gridwatch.broker.asyncapi.channels import CHANNELS
+    from gridwatch.broker.asyncapi.document import address
+
+    tree = [{"topic": address(channel)[0], "payload": f"{channel.payload}.v1.json", "qos": channel.qos,
+             "retained": channel.retain, "from": channel.publisher, "to": channel.readers}
+            for channel in CHANNELS]
+    subscriptions = {"events": topics.EVENTS_SUBSCRIPTION, "status": list(topics.STATUS_SUBSCRIPTIONS),
+                     "ticket transitions": topics.TICKET_TRANSITIONS_SUBSCRIPTION}
     if as_json:
         click.echo(json.dumps({"topics": tree, "subscriptions": subscriptions,
                                "id_pattern": topics.ID_PATTERN}, indent=2))
         return
     for entry in tree:
         click.echo(entry["topic"])
-        click.echo(f"    payload  {entry['payload']} ({entry['delivery']})")
-        click.echo(f"    e.g.     {entry['example']}")
+        retained = ", retained" if entry["retained"] else ""
+        click.echo(f"    payload  {entry['payload']} (QoS {entry['qos']}{retained})")
+        click.echo(f"    from     {entry['from']}")
+        click.echo(f"    to       {entry['to']}")
     click.echo("subscribe to")
-    click.echo(f"    events   {subscriptions['events']}")
-    click.echo(f"    status   {', '.join(subscriptions['status'])}")
+    for name, value in subscriptions.items():
+        click.echo(f"    {name:18} {', '.join(value) if isinstance(value, list) else value}")
     click.echo(f"ids (site, node, camera, zone) match {topics.ID_PATTERN}")
 
 

@@ -20,6 +20,8 @@ EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
 CAMERA_STATUS_SCHEMA = "gridwatch.camera-status/1"
 TICKET_TRANSITION_SCHEMA = "gridwatch.ticket-transition/1"
+GATE_COMMAND_SCHEMA = "gridwatch.gate-command/1"
+GATE_ACK_SCHEMA = "gridwatch.gate-ack/1"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -175,11 +177,60 @@ class TicketTransition(_Payload):
         return self.model_dump_json(by_alias=True)
 
 
+HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class GateAction(StrEnum):
+    OPEN = "open"
+
+
+class GateCommand(_Payload):
+    """An order to a gate controller, e.g. open for a courier whose uniform the policy allows.
+
+    ``event_id`` ties the opening to the ``courier_entry`` event that justified it, so the audit
+    trail shows why every gate opened.
+    """
+
+    schema_: str = Field(GATE_COMMAND_SCHEMA, alias="schema", pattern=r"^gridwatch\.gate-command/1$")
+    command_id: HexId = Field(default_factory=lambda: uuid.uuid4().hex,
+                              description="Idempotency key; the ack echoes it.")
+    command: GateAction
+    gate_id: Id
+    event_id: HexId | None = Field(None, description="The event that caused the command, if any.")
+    reason: str = Field(min_length=1, max_length=200)
+    issued_at: Timestamp
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class GateAckStatus(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class GateAck(_Payload):
+    """The gate controller's answer to one ``GateCommand``."""
+
+    schema_: str = Field(GATE_ACK_SCHEMA, alias="schema", pattern=r"^gridwatch\.gate-ack/1$")
+    command_id: HexId
+    gate_id: Id
+    status: GateAckStatus
+    detail: str | None = Field(None, max_length=200)
+    at: Timestamp
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "event": Event,
     "node-status": NodeStatus,
     "camera-status": CameraStatus,
     "ticket-transition": TicketTransition,
+    "gate-command": GateCommand,
+    "gate-ack": GateAck,
 }
 
 

@@ -6,6 +6,8 @@ layout and no code formats topic strings by hand::
     gridwatch/v1/<site>/<node>/status                 node availability (retained, last will)
     gridwatch/v1/<site>/<node>/<camera>/status        camera health (retained)
     gridwatch/v1/<site>/<node>/<camera>/events        events (QoS 1)
+    gridwatch/v1/<site>/<node>/commands               commands to the node's devices, e.g. open a gate (QoS 1)
+    gridwatch/v1/<site>/<node>/commands/ack           a device's acknowledgement of a command (QoS 1)
     gridwatch/v1/<site>/_tickets/<ticket>/transitions ticket lifecycle, server → integrators (QoS 1)
 """
 
@@ -27,6 +29,8 @@ EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/+/events"
 STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
 # `_tickets` sits where node ids go, but no id can start with '_': a node can never publish there.
 TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/_tickets/+/transitions"
+COMMANDS_FILTER = f"{PREFIX}/+/+/commands"  # every node's commands (the server writes there)
+COMMAND_ACKS_FILTER = f"{COMMANDS_FILTER}/ack"  # every gate controller's answers (the server reads)
 
 
 class TopicError(ValueError):
@@ -59,6 +63,21 @@ def camera_status_topic(site_id: str, node_id: str, camera_id: str) -> str:
         (PREFIX, check_id("site_id", site_id), check_id("node_id", node_id),
          check_id("camera_id", camera_id), "status")
     )
+
+
+def node_commands_topic(site_id: str, node_id: str) -> str:
+    """Commands for the devices behind one node (its gate controllers), from the node or the server.
+
+    A gate controller subscribes here; the edge publishes ``open`` when a rule allows an entry, and
+    the server may publish one when a guard opens a gate from the console.
+    """
+    return "/".join((PREFIX, check_id("site_id", site_id), check_id("node_id", node_id), "commands"))
+
+
+def node_command_ack_topic(site_id: str, node_id: str) -> str:
+    """Where a device acknowledges a command of ``node_commands_topic`` (a sibling, so one
+    subscription to the commands topic never receives the acks)."""
+    return node_commands_topic(site_id, node_id) + "/ack"
 
 
 @dataclass(frozen=True)

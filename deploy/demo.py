@@ -2,7 +2,8 @@
 
 An embedded MQTT broker (or ``--mqtt-url``), the server on SQLite in a data directory, and an edge
 node looping over the shared sample clip in real time. Real tickets appear on the console within
-a minute, because the first person reaches the table a few seconds into the clip.
+a minute, because the first person reaches the table a few seconds into the clip. One demo account
+per role is created (if missing) and printed, so the console can be tried from every seat.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import signal
 import threading
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from gridwatch.server.runner import ServerRunner
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-edge.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +39,49 @@ def find_sample(name: str) -> Path:
                                "Set GRIDWATCH_SAMPLES to the folder that holds it, or pass --source.")
 
 
-def _api(method: str, url: str, body: bytes | None = None, content_type: str = "application/json") -> dict:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+DEMO_PASSWORD = "gridwatch-demo"
+# (username, role, registry person id, name, department): one seat of each kind in the sample registry.
+DEMO_ACCOUNTS = (
+    ("admin", "admin", "admin", "管理员", None),
+    ("chen", "supervisor", "p-chen", "陈主任", None),
+    ("guard", "security", "p-sec-1", "郑浩", None),
+    ("li", "grid_worker", "p-li", "李娜", None),
+    ("sun", "grid_worker", "p-sun", "孙磊", None),
+    ("fire", "department", "p-fire-1", "周勇", "dept-fire-safety"),
+)
+
+
+class _AdminApi:
+    """The public REST API as the demo's admin: one login, the session cookie and CSRF token after."""
+
+    def __init__(self, api_url: str) -> None:
+        self.url = api_url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        me = self("POST", "/api/auth/login", json.dumps({"username": "admin", "password": DEMO_PASSWORD}).encode())
+        self.csrf = me["csrf_token"]
+
+    def __call__(self, method: str, path: str, body: bytes | None = None,
+                 content_type: str = "application/json") -> dict:
+        headers = {"Content-Type": content_type, "X-CSRF-Token": getattr(self, "csrf", "")}
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        with self.opener.open(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def create_demo_accounts(runner: ServerRunner) -> None:
+    """One account per role (password ``DEMO_PASSWORD``), kept if they already exist."""
+    import sqlalchemy as sa
+
+    from gridwatch.server.accounts import create_account
+    from gridwatch.server.models import Account
+
+    state = runner.app.state
+    with state.sessions() as session:
+        for username, role, person_id, name, unit in DEMO_ACCOUNTS:
+            if session.scalar(sa.select(Account.id).where(Account.username == username)) is None:
+                create_account(session, username=username, password=DEMO_PASSWORD, role=role, person_id=person_id,
+                               display_name=name, unit=unit, now=state.clock.now())
+        session.commit()
 
 
 def prepare_site(api_url: str) -> None:
@@ -48,12 +92,13 @@ def prepare_site(api_url: str) -> None:
     """
     from gridwatch.server.registry import SAMPLE_PATH
 
-    _api("PUT", f"{api_url}/api/registry", SAMPLE_PATH.read_bytes(), "application/yaml")
-    table = _api("GET", f"{api_url}/api/categories")["table"]
+    api = _AdminApi(api_url)
+    api("PUT", "/api/registry", SAMPLE_PATH.read_bytes(), "application/yaml")
+    table = api("GET", "/api/categories")["table"]
     for category in table["categories"]:
         if category["event_type"] == "loitering":
             category["registration"]["hours"] = None
-    _api("PUT", f"{api_url}/api/categories?author=demo", json.dumps(table).encode())
+    api("PUT", "/api/categories", json.dumps(table).encode())
 
 
 @click.command()
@@ -85,6 +130,7 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
     server = ServerRunner(ServerSettings(data_dir=data_dir, mqtt_url=mqtt_url, host=host, port=port,
                                          mqtt_client_id="gridwatch-demo-server"))
     server.start()
+    create_demo_accounts(server)
     prepare_site(console_url.rstrip("/"))
 
     config = load_config(DEMO_CONFIG)
@@ -94,12 +140,15 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
         "cameras": tuple(c.model_copy(update={"source": str(clip)}) for c in config.cameras),
         "evidence": config.evidence.model_copy(update={"dir": str(data_dir / "evidence")}),
     })
-    publisher = mqtt_publisher(config)
+    publisher = mqtt_publisher(config, base_dir=data_dir)  # the outbox lives in the data directory
     node = LiveNode(config, evidence_store(config), publisher)
     node.start()
 
     click.echo(f"GridWatch demo running. Broker: {mqtt_url}  Data: {data_dir}")
     click.echo(f"Console: {console_url}   (Ctrl-C to stop)")
+    click.echo(f"Demo accounts (password {DEMO_PASSWORD}):")
+    for username, role, person_id, name, _unit in DEMO_ACCOUNTS:
+        click.echo(f"  {username:<6} {role:<12} {person_id:<9} {name}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -31,7 +31,7 @@ def run(config_path: Path) -> None:
     from gridwatch.edge.runner import LiveNode, evidence_store, mqtt_publisher
 
     config = _load(config_path)
-    publisher = mqtt_publisher(config)
+    publisher = mqtt_publisher(config, config_path.parent)
     try:
         node = LiveNode(config, evidence_store(config, config_path.parent), publisher)
     except ConfigError as exc:
@@ -79,7 +79,7 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
     if events_out:
         sinks.append(JsonLinesSink(events_out.open("w", encoding="utf-8")))
     if publish:
-        sinks.append(runner.mqtt_publisher(config))
+        sinks.append(runner.mqtt_publisher(config, config_path.parent))
     bar = tqdm(total=None, unit="s", disable=not sys.stderr.isatty(), desc=f"replay {camera.id}",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
 
@@ -100,3 +100,24 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
     starts = sum(1 for e in pipeline.events if e.phase.value == "start")
     click.echo(f"{camera.id}: {pipeline.frames_detected} frames detected, {len(pipeline.events)} events "
                f"({starts} incidents)" + (f" -> {events_out}" if events_out else ""), err=True)
+
+
+@edge.command("enroll-uniform")
+@click.option("--id", "uniform_id", required=True, help="The uniform's id, e.g. meituan or site-guard.")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="A folder of photos of people wearing the uniform (one person per photo).")
+@click.option("--name-en", help="Display name in English (default: the id).")
+@click.option("--name-zh", help="Display name in Chinese (zh-CN).")
+def enroll_uniform(uniform_id: str, images: Path, name_en: str | None, name_zh: str | None) -> None:
+    """Build a uniform profile from example photos and print it as a config entry for `uniforms:`."""
+    import yaml
+
+    from gridwatch.edge.enrol import enrol, example_images
+
+    names = {"en": name_en or uniform_id, **({"zh-CN": name_zh} if name_zh else {})}
+    try:
+        uniform = enrol(uniform_id, names, example_images(images))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    entry = uniform.model_dump(mode="json")
+    click.echo(yaml.safe_dump({"uniforms": [entry]}, allow_unicode=True, sort_keys=False))

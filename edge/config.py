@@ -25,6 +25,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _time_windows(windows: tuple[str, ...]) -> tuple[str, ...]:
+    """Check 'HH:MM-HH:MM' windows, so a typo is named at load time rather than silently never matching."""
+    for window in windows:
+        try:
+            start, end = window.split("-")
+            for part in (start, end):
+                hours, minutes = part.split(":")
+                if not (0 <= int(hours) <= 24 and 0 <= int(minutes) < 60):
+                    raise ValueError
+        except ValueError:
+            raise ValueError(f"time window {window!r} is not 'HH:MM-HH:MM'") from None
+    return windows
+
+
 class LoiteringRule(_Section):
     """A tracked object that stays in the zone for ``min_dwell_s`` starts an incident."""
 
@@ -35,10 +49,109 @@ class LoiteringRule(_Section):
         2.0, ge=0, description="How long an object may be out of sight or out of the zone before it has left."
     )
     objects: tuple[str, ...] = ("person",)
+    max_alerts_per_track: int = Field(
+        0, ge=0, description="Incidents one tracked person may raise in this zone (0: no cap)."
+    )
+    schedule: tuple[str, ...] = Field(
+        (), description="Local time windows 'HH:MM-HH:MM' when the rule is armed (empty: always); may cross midnight."
+    )
+    blur_faces: bool = Field(True, description="Blur faces in this rule's stored snapshots.")
+    rejoin_s: float = Field(
+        0.0, ge=0, description="A person who left may come back within this long and keep the incident, if the "
+        "tracker or the appearance model (OSNet) says it is the same person; the end waits this long. 0: off."
+    )
+    rejoin_similarity: float = Field(
+        0.9, gt=0, le=1, description="Appearance similarity (cosine, OSNet) that counts as the same person."
+    )
+
+    _schedule = field_validator("schedule")(_time_windows)
 
 
-Rule = Annotated[LoiteringRule, Field(discriminator="type")]
-RULE_TYPES = ("loitering",)
+class GatePolicy(_Section):
+    """Which uniforms open which gate, and when; the command goes to the node's commands topic."""
+
+    gate_id: Id
+    allowed: tuple[Id, ...] = Field(min_length=1, description="Uniform ids allowed through this gate.")
+    windows: tuple[str, ...] = Field((), description="Local time windows 'HH:MM-HH:MM' when entry is allowed.")
+    ack_timeout_s: float = Field(5.0, gt=0, description="How long to wait for the gate controller's ack.")
+
+    _windows = field_validator("windows")(_time_windows)
+
+
+class CourierRule(_Section):
+    """A person whose torso matches a uniform, by consensus over several detections: a courier entry."""
+
+    type: Literal["courier"]
+    uniforms: tuple[Id, ...] = Field(min_length=1, description="Uniform ids (catalogue or config) to recognise.")
+    objects: tuple[str, ...] = ("person",)
+    min_votes: int = Field(3, ge=1, le=50, description="Detections of a person needed before deciding.")
+    max_votes: int = Field(10, ge=1, le=200, description="After this many without agreement, the person is no courier.")
+    agreement: float = Field(0.6, gt=0, le=1, description="Share of the votes the winning uniform needs.")
+    gate: GatePolicy | None = None
+    direction: Literal["entry", "exit"] = Field(
+        "entry", description="entry: couriers come in here; exit: couriers seen here have left the compound."
+    )
+    overstay_s: float | None = Field(
+        None, gt=0, description="An entered courier not seen at an exit rule within this time: courier_overstay."
+    )
+    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
+
+    @model_validator(mode="after")
+    def _entry_only_settings(self) -> CourierRule:
+        if self.direction == "exit" and (self.gate is not None or self.overstay_s is not None):
+            raise ValueError("gate and overstay_s belong to an entry rule, not to direction: exit")
+        return self
+
+
+class FireLaneRule(_Section):
+    """A vehicle stationary in the lane, or unexplained clutter on it, for ``min_stationary_s``."""
+
+    type: Literal["fire_lane"]
+    min_stationary_s: float = Field(gt=0)
+    objects: tuple[str, ...] = ("car", "truck", "bus", "motorcycle")
+    same_place_iou: float = Field(
+        0.6, gt=0, lt=1, description="Box overlap with where the vehicle stopped that still counts as the same place."
+    )
+    clear_after_s: float = Field(
+        5.0, gt=0, description="Unseen for this long (occlusion, detector flicker) before the spot counts as clear."
+    )
+    clutter: bool = Field(True, description="Also watch the lane's background for objects the detector misses.")
+    clutter_min_area: float = Field(
+        0.02, gt=0, lt=1, description="Smallest changed area, as a fraction of the lane, that counts as clutter."
+    )
+    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
+
+
+Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]
+RULE_TYPES = ("loitering", "courier", "fire_lane")
+
+
+class ColourRange(_Section):
+    """An OpenCV HSV box (H 0-179, S and V 0-255); hue wraps when hsv_min's hue exceeds hsv_max's (reds)."""
+
+    hsv_min: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
+                   Annotated[int, Field(ge=0, le=255)]]
+    hsv_max: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
+                   Annotated[int, Field(ge=0, le=255)]]
+
+    @model_validator(mode="after")
+    def _hue_in_range(self) -> ColourRange:
+        if self.hsv_min[0] > 179 or self.hsv_max[0] > 179:
+            raise ValueError("hue is 0-179 in OpenCV HSV")
+        return self
+
+
+class Uniform(_Section):
+    """A uniform by the colours of its torso; ``examples`` (photos) add an appearance prototype."""
+
+    id: Id
+    name: dict[Literal["zh-CN", "en"], str] = Field(min_length=1)
+    colors: tuple[ColourRange, ...] = Field(min_length=1)
+    min_fraction: float = Field(0.25, gt=0, le=1, description="Share of torso pixels inside the colour ranges.")
+    min_similarity: float = Field(
+        0.5, ge=-1, le=1, description="Appearance similarity to the examples' prototype needed (when examples exist)."
+    )
+    examples: tuple[str, ...] = Field((), description="Enrolment photos of people in the uniform (paths).")
 
 
 def _at_least_a_triangle(polygon: tuple[Point, ...]) -> tuple[Point, ...]:
@@ -122,6 +235,15 @@ class Mqtt(_Section):
 
 class Server(_Section):
     url: str | None = Field(None, description="Base URL of the GridWatch server, for snapshot upload.")
+    token: str | None = Field(None, description="API token with scope snapshots:write, sent as a Bearer token.")
+
+
+class OutboxSettings(_Section):
+    """The on-disk outbox that keeps events until the broker acknowledges them (see edge/outbox.py)."""
+
+    path: str = Field("outbox.db", description="SQLite file, relative to the config file.")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
 
 PROVIDERS = {
@@ -152,6 +274,9 @@ class Detector(_Section):
 class Evidence(_Section):
     dir: str = "evidence"
     jpeg_quality: int = Field(85, ge=30, le=100)
+    max_files: int = Field(
+        5000, ge=10, description="Snapshots kept on the node; the oldest are deleted beyond this (bounded retention)."
+    )
 
 
 class EdgeConfig(_Section):
@@ -161,7 +286,11 @@ class EdgeConfig(_Section):
     server: Server = Server()
     detector: Detector = Detector()
     evidence: Evidence = Evidence()
+    outbox: OutboxSettings = OutboxSettings()
     status_period_s: float = Field(10.0, gt=0, description="How often each camera's retained status is refreshed.")
+    uniforms: tuple[Uniform, ...] = Field(
+        (), description="Uniforms added to (or replacing, by id) the shipped catalogue."
+    )
     cameras: tuple[Camera, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -169,6 +298,22 @@ class EdgeConfig(_Section):
         ids = [c.id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique: {ids}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_uniforms(self) -> EdgeConfig:
+        from gridwatch.edge.uniforms import catalogue
+
+        known = set(catalogue()) | {u.id for u in self.uniforms}
+        for c, camera in enumerate(self.cameras):
+            for z, zone in enumerate(camera.zones):
+                for r, rule in enumerate(zone.rules):
+                    if not isinstance(rule, CourierRule):
+                        continue
+                    wanted = set(rule.uniforms) | set(rule.gate.allowed if rule.gate else ())
+                    if wanted - known:
+                        raise ValueError(f"cameras[{c}].zones[{z}].rules[{r}]: unknown uniform(s) "
+                                         f"{sorted(wanted - known)} (known: {', '.join(sorted(known))})")
         return self
 
 
@@ -211,7 +356,11 @@ def parse_config(data: object, base_dir: Path | None = None) -> EdgeConfig:
     cameras = tuple(
         cam.model_copy(update={"source": resolve_source(cam.source, base_dir)}) for cam in config.cameras
     )
-    return config.model_copy(update={"cameras": cameras})
+    uniforms = tuple(
+        u.model_copy(update={"examples": tuple(str((base_dir / e).resolve()) for e in u.examples)})
+        for u in config.uniforms
+    )
+    return config.model_copy(update={"cameras": cameras, "uniforms": uniforms})
 
 
 def resolve_source(source: str, base_dir: Path) -> str:

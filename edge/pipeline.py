@@ -13,17 +13,25 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
+from gridwatch.edge.appearance import AppearanceEmbedder
 from gridwatch.edge.capture import Frame
-from gridwatch.edge.config import Camera
+from gridwatch.edge.config import Camera, CourierRule, FireLaneRule, LoiteringRule, Rule, Uniform, Zone
 from gridwatch.edge.detect import Detections, OnnxDetector
-from gridwatch.edge.evidence import EvidenceStore, annotate
+from gridwatch.edge.evidence import EvidenceStore, annotate, crop
+from gridwatch.edge.gate import ALLOWED, GateClient
 from gridwatch.edge.motion import MotionGate
+from gridwatch.edge.privacy import blur_heads
 from gridwatch.edge.publish import EventSink
+from gridwatch.edge.rules.courier import CourierDetector, CourierLog
+from gridwatch.edge.rules.fire_lane import FireLaneDetector
 from gridwatch.edge.rules.incident import RuleEvent
 from gridwatch.edge.rules.loitering import LoiteringDetector
 from gridwatch.edge.tamper import TamperCheck
 from gridwatch.edge.track import ObjectTracker, Track
+from gridwatch.edge.uniforms import UniformMatcher, catalogue
 from gridwatch.edge.zones import ZoneArea, ZoneMembership
+
+ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
 
 CAMERA_ZONE = "camera"  # zone_id of events about the camera itself (offline, tamper)
 
@@ -38,15 +46,23 @@ class CameraPipeline:
         evidence: EvidenceStore,
         sinks: list[EventSink],
         clock_origin: datetime,
+        uniforms: dict[str, Uniform] | None = None,
+        gate_client: GateClient | None = None,
+        courier_log: CourierLog | None = None,
     ) -> None:
         self.site_id, self.node_id, self.camera = site_id, node_id, camera
         self.detector, self.evidence, self.sinks = detector, evidence, sinks
         self.clock_origin = clock_origin
+        self.uniforms = uniforms if uniforms is not None else catalogue()
+        self.gate_client = gate_client
+        self.courier_log = courier_log or CourierLog()  # shared by a node's cameras: entry here, exit there
         tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
         self.gate = MotionGate(camera.motion)
         self.tamper = TamperCheck(camera.tamper)
-        self.rules = [(zone, LoiteringDetector(zone.id, rule)) for zone in camera.zones for rule in zone.rules]
+        self.embedder: AppearanceEmbedder | None = None
+        self.rules: list[tuple[Zone, Rule, ZoneRule]] = [
+            (zone, rule, self._rule(zone, rule)) for zone in camera.zones for rule in zone.rules]
         self.membership = {zone.id: ZoneMembership(zone.inertia) for zone in camera.zones}
         self.inside: dict[str, list[Track]] = {zone.id: [] for zone in camera.zones}
         self.tracks: list[Track] = []
@@ -58,11 +74,29 @@ class CameraPipeline:
         self.frames_detected = 0
         self.events: list[Event] = []
 
+    def _appearance(self) -> AppearanceEmbedder:
+        """The camera's OSNet session, loaded only when a rule needs appearance (enrolled uniforms, rejoin)."""
+        if self.embedder is None:
+            self.embedder = AppearanceEmbedder()
+        return self.embedder
+
+    def _rule(self, zone: Zone, rule: Rule) -> ZoneRule:
+        if isinstance(rule, LoiteringRule):
+            return LoiteringDetector(zone.id, rule, self._at, self._appearance() if rule.rejoin_s else None)
+        if isinstance(rule, FireLaneRule):
+            return FireLaneDetector(zone.id, rule)
+        chosen = [self.uniforms[u] for u in rule.uniforms]
+        embedder = self._appearance() if any(u.examples for u in chosen) else None
+        return CourierDetector(zone.id, rule, UniformMatcher(chosen, embedder), self._at, self.courier_log)
+
     def _area(self, zone_id: str, image: np.ndarray) -> ZoneArea:
         size = (image.shape[1], image.shape[0])
         if size != self.frame_size:
             self.frame_size = size
             self.areas = {z.id: ZoneArea(z, *size) for z in self.camera.zones}
+            for zone, _, detector in self.rules:
+                if isinstance(detector, FireLaneDetector):
+                    detector.watch_background(self.areas[zone.id], size)
         return self.areas[zone_id]
 
     def wants_detection(self, frame: Frame) -> bool:
@@ -87,9 +121,10 @@ class CameraPipeline:
                 area = self._area(zone.id, frame.image)
                 self.inside[zone.id] = self.membership[zone.id].update(area, self.tracks)
         emitted = []
-        for zone, rule in self.rules:
-            for rule_event in rule.update(frame.source_time_s, self.inside[zone.id]):
-                emitted.append(self._emit(rule_event, frame.image, self._area(zone.id, frame.image)))
+        for zone, rule, detector in self.rules:
+            area = self._area(zone.id, frame.image)
+            for rule_event in detector.update(frame.source_time_s, self.inside[zone.id], frame.image):
+                emitted.append(self._emit(rule_event, frame.image, area, rule))
         change = self.tamper.update(frame.image, frame.source_time_s)
         if change is not None:
             emitted.append(self.camera_event(EventType.CAMERA_TAMPER, Phase(change.phase), change.incident_id,
@@ -100,10 +135,10 @@ class CameraPipeline:
     def finish(self) -> list[Event]:
         """The source ended: close open incidents, with the last frame seen as their evidence."""
         emitted = []
-        for zone, rule in self.rules:
-            for rule_event in rule.finish(self.last_time_s):
+        for zone, rule, detector in self.rules:
+            for rule_event in detector.finish(self.last_time_s):
                 area = self._area(zone.id, self.last_image) if self.last_image is not None else None
-                emitted.append(self._emit(rule_event, self.last_image, area))
+                emitted.append(self._emit(rule_event, self.last_image, area, rule))
         return emitted
 
     def camera_event(self, event_type: EventType, phase: Phase, incident_id: str, started_s: float, now_s: float,
@@ -115,14 +150,30 @@ class CameraPipeline:
             attributes=attributes or {},
         ), image, None)
 
-    def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None) -> Event:
-        snapshot = None
+    def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None,
+              rule: Rule | None = None) -> Event:
+        snapshot, extra = None, {}
         if image is not None:
+            if rule is not None and rule.blur_faces:
+                image = blur_heads(image, [t.box for t in self.tracks if t.class_name == "person"]
+                                   + ([rule_event.track.box] if rule_event.track and
+                                      rule_event.track.class_name == "person" else []))
             # An end's frame is the after-view: the object has left, so its stale box is not drawn.
             boxed = None if rule_event.phase is Phase.END else rule_event.track
             picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
             snapshot = self.evidence.save(picture)
+            if boxed is not None:
+                extra["crop_sha256"] = self.evidence.save(crop(image, boxed)).ref.sha256
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
+        if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \
+                and rule_event.phase is Phase.START and self.gate_client is not None:
+            command = self.gate_client.open_and_log(
+                rule.gate.gate_id, event.event_id,
+                f"courier_entry {rule_event.attributes['uniform_id']} (score {rule_event.attributes['score']})",
+                rule.gate.ack_timeout_s)
+            extra["gate_command_id"] = command.command_id
+        if extra:
+            event = event.model_copy(update={"attributes": {**event.attributes, **extra}})
         for sink in self.sinks:
             sink.emit(event, snapshot)
         self.events.append(event)

@@ -52,13 +52,13 @@ class JsonLinesSink:
         self.stream.close()
 
 
-def upload_snapshot(server_url: str, snapshot: Snapshot, timeout: float = 10.0) -> None:
-    """PUT the JPEG at /api/snapshots/<sha256>; the server checks the hash, so retries are safe."""
+def upload_image(server_url: str, sha256: str, path: Path, token: str | None = None, timeout: float = 10.0) -> None:
+    """PUT a JPEG at /api/snapshots/<sha256>; the server checks the hash, so retries are safe."""
+    headers = {"Content-Type": "image/jpeg"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"{server_url.rstrip('/')}/api/snapshots/{snapshot.ref.sha256}",
-        data=Path(snapshot.path).read_bytes(),
-        method="PUT",
-        headers={"Content-Type": snapshot.ref.content_type},
+        f"{server_url.rstrip('/')}/api/snapshots/{sha256}", data=path.read_bytes(), method="PUT", headers=headers,
     )
     with urllib.request.urlopen(request, timeout=timeout):
         pass
@@ -68,8 +68,10 @@ class MqttPublisher:
     """A paho client per edge node; thread-safe ``emit`` for all cameras of the node."""
 
     def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None,
-                 qos: int = 1, server_url: str | None = None, outbox: Outbox | None = None) -> None:
+                 qos: int = 1, server_url: str | None = None, outbox: Outbox | None = None,
+                 server_token: str | None = None) -> None:
         self.site_id, self.node_id, self.qos, self.server_url = site_id, node_id, qos, server_url
+        self.server_token = server_token
         self.outbox = outbox
         # (outbox seq, paho's handle) of stored events not yet acknowledged. A watcher polls the
         # handles: a PUBACK callback may run before publish() has returned the id to map it by.
@@ -147,12 +149,21 @@ class MqttPublisher:
         for seq, _ in done:
             self.outbox.remove(seq)
 
+    def _upload_evidence(self, event: Event, snapshot: Snapshot) -> None:
+        """The snapshot, and the clean crop an event names beside it in the same evidence folder."""
+        assert self.server_url is not None
+        images = {snapshot.ref.sha256: Path(snapshot.path)}
+        if isinstance(crop := event.attributes.get("crop_sha256"), str):
+            images[crop] = Path(snapshot.path).with_name(f"{crop}.jpg")
+        for sha256, path in images.items():
+            try:
+                upload_image(self.server_url, sha256, path, self.server_token)
+            except (urllib.error.URLError, OSError) as exc:
+                log.warning("image %s not uploaded (%s); the event goes without it", sha256, exc)
+
     def emit(self, event: Event, snapshot: Snapshot | None) -> None:
         if snapshot is not None and self.server_url:
-            try:
-                upload_snapshot(self.server_url, snapshot)
-            except (urllib.error.URLError, OSError) as exc:
-                log.warning("snapshot %s not uploaded (%s); the event goes without it", snapshot.ref.sha256, exc)
+            self._upload_evidence(event, snapshot)
         topic = topics.events_topic(event.site_id, event.node_id, event.camera_id)
         payload = event.to_json().encode()
         seq = self.outbox.append(topic, payload, event.phase.value) if self.outbox is not None else None

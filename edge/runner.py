@@ -19,14 +19,18 @@ import cv2
 
 from gridwatch.broker.contract import NodeState, now_utc
 from gridwatch.edge.capture import FrameSource, Sampler
-from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, EdgeConfig
+from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, CourierRule, EdgeConfig
 from gridwatch.edge.detect import DetectorError, OnnxDetector
 from gridwatch.edge.evidence import EvidenceStore
+from gridwatch.edge.gate import GateClient
 from gridwatch.edge.health import CameraHealth
+from gridwatch.edge.outbox import Outbox
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.publish import EventSink, MqttPublisher
 from gridwatch.edge.reader import CameraReader
+from gridwatch.edge.rules.courier import CourierLog
 from gridwatch.edge.scheduler import Scheduler
+from gridwatch.edge.uniforms import uniform_set
 from gridwatch.models.resolver import resolve_model
 
 log = logging.getLogger(__name__)
@@ -50,12 +54,24 @@ def evidence_store(config: EdgeConfig, base_dir: Path | None = None) -> Evidence
     directory = Path(config.evidence.dir)
     if not directory.is_absolute() and base_dir is not None:
         directory = base_dir / directory
-    return EvidenceStore(directory, config.evidence.jpeg_quality)
+    return EvidenceStore(directory, config.evidence.jpeg_quality, config.evidence.max_files)
 
 
-def mqtt_publisher(config: EdgeConfig) -> MqttPublisher:
+def gate_client(config: EdgeConfig) -> GateClient | None:
+    """A gate client when some courier rule may open a gate (live only: a replay never opens gates)."""
+    gated = any(isinstance(rule, CourierRule) and rule.gate for cam in config.cameras for zone in cam.zones
+                for rule in zone.rules)
+    return GateClient(config.site_id, config.node_id, config.mqtt.url) if gated else None
+
+
+def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPublisher:
+    """The node's publisher, with its durable outbox (relative paths are relative to ``base_dir``)."""
+    path = Path(config.outbox.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    outbox = Outbox(path, config.outbox.max_bytes, config.outbox.max_age_s)
     return MqttPublisher(config.site_id, config.node_id, config.mqtt.url, config.mqtt.client_id,
-                         config.mqtt.qos, config.server.url)
+                         config.mqtt.qos, config.server.url, outbox, config.server.token)
 
 
 def replay(
@@ -70,7 +86,7 @@ def replay(
     """Process a whole file on its own clock as fast as the machine allows; return the pipeline."""
     source = FrameSource(camera.source)
     pipeline = CameraPipeline(config.site_id, config.node_id, camera, detector or build_detector(config),
-                              evidence, sinks, clock_origin or now_utc())
+                              evidence, sinks, clock_origin or now_utc(), uniform_set(config.uniforms))
     try:
         for frame in source.frames(Sampler(camera.detect_fps)):
             pipeline.process(frame)
@@ -94,7 +110,7 @@ class Engine:
 
     def __init__(self, config: EdgeConfig, sinks: list[EventSink], evidence: EvidenceStore,
                  realtime: bool = True, block: bool = False, reconnect: bool = True,
-                 detector: OnnxDetector | None = None) -> None:
+                 detector: OnnxDetector | None = None, gate: GateClient | None = None) -> None:
         cv2.setNumThreads(1)  # OpenCV's own pool would compete with the detector workers for the cores
         # Dozens of reader threads wake from C decoding many times a second; at the default 5 ms switch
         # interval each waits behind a busy worker for the GIL and frames go stale (measured: 16 cameras
@@ -104,8 +120,9 @@ class Engine:
         self.detector = detector or build_detector(config)
         self.clock_start = time.monotonic()
         origin = now_utc()
-        self.pipelines = [CameraPipeline(config.site_id, config.node_id, cam, self.detector, evidence, sinks, origin)
-                          for cam in config.cameras]
+        uniforms, couriers = uniform_set(config.uniforms), CourierLog()
+        self.pipelines = [CameraPipeline(config.site_id, config.node_id, cam, self.detector, evidence, sinks, origin,
+                                         uniforms, gate, couriers) for cam in config.cameras]
         self.scheduler = Scheduler(self.detector, self.pipelines, config.detector.workers, block=block)
         self.readers = [
             CameraReader(cam, functools.partial(self.scheduler.offer, i), functools.partial(self.scheduler.close, i),
@@ -136,7 +153,8 @@ class LiveNode:
 
     def __init__(self, config: EdgeConfig, evidence: EvidenceStore, publisher: MqttPublisher) -> None:
         self.config, self.publisher, self.status_period_s = config, publisher, config.status_period_s
-        self.engine = Engine(config, [publisher], evidence, realtime=True)
+        self.gate = gate_client(config)
+        self.engine = Engine(config, [publisher], evidence, realtime=True, gate=self.gate)
         self.health = [CameraHealth(reader, pipeline, slot, self.engine.detector) for reader, pipeline, slot
                        in zip(self.engine.readers, self.engine.pipelines, self.engine.scheduler.slots, strict=True)]
         self.stopping = threading.Event()
@@ -154,6 +172,8 @@ class LiveNode:
         self.monitor.join(timeout)
         for pipeline in self.engine.pipelines:
             pipeline.finish()
+        if self.gate is not None:
+            self.gate.close()
         for health in self.health:
             health.state = NodeState.OFFLINE
             self.publisher.publish_camera_status(health.status(self.config.site_id, self.config.node_id,

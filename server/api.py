@@ -8,9 +8,12 @@ tests all run the same server. Every error is JSON of one shape (``schemas.Error
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path as FsPath
 from typing import Annotated, Any
@@ -26,13 +29,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gridwatch.broker.mqtt_url import parse_mqtt_url
+from gridwatch.server import accounts, auth
+from gridwatch.server.camera_status import CameraStatusBoard
+from gridwatch.server.cameras_api import router as cameras_router
 from gridwatch.server.categories import CategoryStore
 from gridwatch.server.clock import Clock, SystemClock
 from gridwatch.server.consumer import MqttIngest
 from gridwatch.server.db import create_engine, session_factory, upgrade
+from gridwatch.server.gates_api import router as gates_router
 from gridwatch.server.ingest import Batch, IngestContext
 from gridwatch.server.lifecycle import TransitionError
-from gridwatch.server.live import Broadcaster, announce_ticket
+from gridwatch.server.live import Broadcaster, LiveMessage, announce_events, announce_ticket
 from gridwatch.server.models import DeadLetter, EventRecord, Ticket, TicketTransition
 from gridwatch.server.publish import TransitionPublisher
 from gridwatch.server.schemas import (
@@ -41,6 +48,7 @@ from gridwatch.server.schemas import (
     ErrorResponse,
     EventOut,
     Health,
+    HourlyCount,
     MqttHealth,
     Page,
     SnapshotStored,
@@ -111,11 +119,21 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         sessions = session_factory(engine)
         app.state.engine = engine
         app.state.sessions = sessions
+        if settings.admin_password:
+            with sessions() as session:
+                if accounts.ensure_admin(session, settings.admin_password, clock.now()):
+                    log.info("created the initial admin account 'admin' from GRIDWATCH_ADMIN_PASSWORD")
 
         publisher: TransitionPublisher | None = None
         if start_ingest and settings.publish_transitions:
             publisher = TransitionPublisher(settings.mqtt_url, settings.mqtt_client_id)
             publisher.start()
+        app.state.publisher = publisher
+        camera_status: CameraStatusBoard | None = None
+        if start_ingest:
+            camera_status = CameraStatusBoard(settings.mqtt_url, settings.mqtt_client_id)
+            camera_status.start()
+        app.state.camera_status = camera_status
 
         def announce(entries: list[TicketTransition]) -> None:
             """After a commit: transitions to SSE clients and to MQTT integrators."""
@@ -126,6 +144,8 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
                     publisher.publish(session, entries)
 
         def on_batch(batch: Batch) -> None:
+            announce_events(broadcaster, sessions, [o.event_id for o in batch.outcomes
+                                                    if o.event_id is not None and o.status.value == "stored"])
             created: dict[int, bool] = {}
             for outcome in batch.outcomes:
                 if outcome.ticket_id is not None and outcome.status.value == "stored":
@@ -161,6 +181,8 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
                 await run_in_threadpool(ingest.stop)
             if publisher is not None:
                 publisher.stop()
+            if camera_status is not None:
+                camera_status.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -168,15 +190,20 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         version="0.1.0",
         summary="Camera events in over MQTT, grid tickets (网格工单) out.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}},
+        responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        dependencies=[Depends(auth.authenticate)],
     )
     app.state.settings = settings
     app.state.broadcaster = broadcaster
     app.state.snapshots = snapshots
     app.state.categories = categories
     app.state.clock = clock
+    app.state.login_limiter = auth.LoginLimiter(settings.login_attempts, settings.login_window_s)
     _install_error_handlers(app)
+    app.include_router(auth.router)
     app.include_router(tickets_router)
+    app.include_router(cameras_router)
+    app.include_router(gates_router)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -211,7 +238,9 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     @app.get("/api/events", response_model=Page[EventOut])
     def list_events(
         session: SessionDep,
+        principal: auth.CurrentPrincipal,
         event_type: Annotated[str | None, Query(alias="type")] = None,
+        site_id: str | None = None,
         camera_id: str | None = None,
         ticket_id: int | None = None,
         limit: Limit = 50,
@@ -220,17 +249,40 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         query = sa.select(EventRecord).order_by(EventRecord.observed_at.desc(), EventRecord.id.desc())
         if event_type:
             query = query.where(EventRecord.type == event_type)
+        if site_id:
+            query = query.where(EventRecord.site_id == site_id)
         if camera_id:
             query = query.where(EventRecord.camera_id == camera_id)
         if ticket_id is not None:
             query = query.where(EventRecord.ticket_id == ticket_id)
+        grids = auth.visible_grids(session, principal)
+        if grids is not None:
+            query = query.join(Ticket, EventRecord.ticket_id == Ticket.id).where(Ticket.grid_id.in_(grids))
         rows, total = _page(session, query, limit, offset)
         return Page[EventOut](items=[EventOut.model_validate(r) for r in rows], total=total,
                               limit=limit, offset=offset)
 
+    @app.get("/api/events/hourly", response_model=list[HourlyCount])
+    def events_per_hour(session: SessionDep, principal: auth.CurrentPrincipal,
+                        hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24) -> list[HourlyCount]:
+        """Events per hour (UTC hour starts) over the last ``hours``, every hour listed, for the charts."""
+        now = clock.now().replace(minute=0, second=0, microsecond=0)
+        start = now - timedelta(hours=hours - 1)
+        query = sa.select(EventRecord.observed_at).where(EventRecord.observed_at >= start)
+        grids = auth.visible_grids(session, principal)
+        if grids is not None:
+            query = query.join(Ticket, EventRecord.ticket_id == Ticket.id).where(Ticket.grid_id.in_(grids))
+        counts = Counter(at.replace(minute=0, second=0, microsecond=0) for at in session.scalars(query))
+        return [HourlyCount(hour=start + timedelta(hours=n), events=counts.get(start + timedelta(hours=n), 0))
+                for n in range(hours)]
+
     @app.get("/api/events/{event_id}", response_model=EventOut, responses={404: {"model": ErrorResponse}})
-    def get_event(event_id: str, session: SessionDep) -> EventOut:
+    def get_event(event_id: str, session: SessionDep, principal: auth.CurrentPrincipal) -> EventOut:
         row = session.scalar(sa.select(EventRecord).where(EventRecord.event_id == event_id))
+        grids = auth.visible_grids(session, principal)
+        if row is not None and grids is not None:
+            ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+            row = row if ticket is not None and ticket.grid_id in grids else None
         if row is None:
             raise HTTPException(404, f"no event {event_id}")
         return EventOut.model_validate(row)
@@ -240,6 +292,7 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     @app.get("/api/tickets", response_model=Page[TicketOut])
     def list_tickets(
         session: SessionDep,
+        principal: auth.CurrentPrincipal,
         stage: str | None = None,
         ticket_type: Annotated[str | None, Query(alias="type")] = None,
         grid_id: str | None = None,
@@ -260,23 +313,28 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
                               (Ticket.overdue, overdue)):
             if value is not None:
                 query = query.where(column == value)
+        grids = auth.visible_grids(session, principal)
+        if grids is not None:
+            query = query.where(Ticket.grid_id.in_(grids))
         rows, total = _page(session, query, limit, offset)
         return Page[TicketOut](items=[TicketOut.model_validate(r) for r in rows], total=total,
                                limit=limit, offset=offset)
 
     @app.get("/api/tickets/{ticket_id}", response_model=TicketDetail,
              responses={404: {"model": ErrorResponse}})
-    def get_ticket(ticket_id: int, session: SessionDep) -> TicketDetail:
+    def get_ticket(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> TicketDetail:
         ticket = session.scalar(
             sa.select(Ticket).where(Ticket.id == ticket_id).options(selectinload(Ticket.events))
         )
-        if ticket is None:
+        grids = auth.visible_grids(session, principal)
+        if ticket is None or (grids is not None and ticket.grid_id not in grids):
             raise HTTPException(404, f"no ticket {ticket_id}")
         return TicketDetail.model_validate(ticket)
 
     # -- dead letters ------------------------------------------------------------------------
 
-    @app.get("/api/dead-letters", response_model=Page[DeadLetterOut])
+    @app.get("/api/dead-letters", response_model=Page[DeadLetterOut],
+             dependencies=[auth.require_roles(*auth.MANAGERS)])
     def list_dead_letters(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> Page[DeadLetterOut]:
         query = sa.select(DeadLetter).order_by(DeadLetter.id.desc())
         rows, total = _page(session, query, limit, offset)
@@ -293,15 +351,19 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
                    413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}},
     )
     async def put_snapshot(sha256: Sha256, request: Request, response: Response) -> SnapshotStored:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_SNAPSHOT_BYTES:
-            raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
-        body = bytearray()
-        async for chunk in request.stream():  # bounded read: never buffer more than the limit
-            body += chunk
-            if len(body) > MAX_SNAPSHOT_BYTES:
-                raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
-        stored = await run_in_threadpool(snapshots.put, sha256, bytes(body))
+        body = await _bounded_body(request)
+        stored = await run_in_threadpool(snapshots.put, sha256, body)
+        response.status_code = 201 if stored.created else 200
+        return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
+                              created=stored.created, url=f"/api/snapshots/{stored.sha256}")
+
+    @app.post("/api/snapshots", response_model=SnapshotStored, status_code=201,
+              responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})
+    async def post_snapshot(request: Request, response: Response) -> SnapshotStored:
+        """Upload a photo whose hash the client cannot compute (a phone browser on plain HTTP has no
+        WebCrypto): the server hashes it. Same limits and store as ``PUT /api/snapshots/{sha256}``."""
+        body = await _bounded_body(request)
+        stored = await run_in_threadpool(snapshots.put, hashlib.sha256(body).hexdigest(), body)
         response.status_code = 201 if stored.created else 200
         return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
                               created=stored.created, url=f"/api/snapshots/{stored.sha256}")
@@ -321,8 +383,15 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
 
     @app.get("/api/stream", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
-    async def stream() -> StreamingResponse:
-        """Server-Sent Events: a ``ticket`` message each time a ticket is created or updated."""
+    async def stream(request: Request, principal: auth.CurrentPrincipal) -> StreamingResponse:
+        """Server-Sent Events: ``event`` for each stored camera event, ``ticket`` each time a ticket is
+        created or updated, ``transition`` for each audit entry. A grid worker hears only ``ticket``
+        messages of the grids they work in."""
+        with request.app.state.sessions() as session:
+            grids = auth.visible_grids(session, principal)
+
+        def allowed(message: LiveMessage) -> bool:
+            return grids is None or (message.event == "ticket" and message.data["ticket"]["grid_id"] in grids)
 
         async def messages() -> AsyncIterator[str]:
             sub = broadcaster.subscribe()
@@ -337,7 +406,8 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
                         continue
                     if message is None:
                         break
-                    yield message.encode()
+                    if allowed(message):
+                        yield message.encode()
             finally:
                 broadcaster.unsubscribe(sub)
 
@@ -353,6 +423,19 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
 
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
     return app
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the snapshot limit (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+    return bytes(body)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

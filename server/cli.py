@@ -11,7 +11,17 @@ from pathlib import Path
 import click
 
 
-@click.command("server")
+def _server_modules() -> None:
+    try:
+        import gridwatch.server.api  # noqa: F401
+    except ImportError as exc:  # an edge-only install
+        raise click.ClickException(
+            f"the server needs the server extra: pip install 'gridwatch[server]' ({exc})"
+        ) from None
+
+
+@click.group("server", invoke_without_command=True)
+@click.pass_context
 @click.option("--db-url", help="SQLAlchemy database URL [env GRIDWATCH_DATABASE_URL; "
               "default: SQLite in the data dir]. PostgreSQL: postgresql+psycopg://user:pass@host/db")
 @click.option("--mqtt-url", help="Broker to ingest events from [env GRIDWATCH_MQTT_URL; "
@@ -20,18 +30,19 @@ import click
               help="Database and snapshots [env GRIDWATCH_DATA_DIR; default ./gridwatch-data].")
 @click.option("--host", help="HTTP bind address [env GRIDWATCH_HOST; default 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), help="HTTP port [env GRIDWATCH_PORT; default 8000].")
-def server(db_url: str | None, mqtt_url: str | None, data_dir: Path | None, host: str | None,
+def server(ctx: click.Context, db_url: str | None, mqtt_url: str | None, data_dir: Path | None, host: str | None,
            port: int | None) -> None:
-    """Ingest MQTT events into grid tickets and serve the API and console."""
-    try:
-        from gridwatch.broker.mqtt_url import parse_mqtt_url
-        from gridwatch.server.api import create_app
-        from gridwatch.server.runner import uvicorn_server
-        from gridwatch.server.settings import ServerSettings
-    except ImportError as exc:  # an edge-only install
-        raise click.ClickException(
-            f"the server needs the server extra: pip install 'gridwatch[server]' ({exc})"
-        ) from None
+    """Ingest MQTT events into grid tickets and serve the API and console.
+
+    The first admin comes from GRIDWATCH_ADMIN_PASSWORD (user ``admin``) or ``gridwatch server add-user``.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _server_modules()
+    from gridwatch.broker.mqtt_url import parse_mqtt_url
+    from gridwatch.server.api import create_app
+    from gridwatch.server.runner import uvicorn_server
+    from gridwatch.server.settings import ServerSettings
 
     overrides = {"database_url": db_url, "mqtt_url": mqtt_url, "data_dir": data_dir,
                  "host": host, "port": port}
@@ -39,3 +50,40 @@ def server(db_url: str | None, mqtt_url: str | None, data_dir: Path | None, host
     click.echo(f"GridWatch server on http://{settings.host}:{settings.port}/ "
                f"(events from {parse_mqtt_url(settings.mqtt_url).redacted_url})")
     uvicorn_server(create_app(settings), settings).run()
+
+
+@server.command("add-user")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["admin", "supervisor", "security", "grid_worker",
+                                                          "department"]))
+@click.option("--person-id", help="The registry person id this login acts as [default: the username].")
+@click.option("--name", "display_name", default="", help="Name shown in the console.")
+@click.option("--unit", help="The department id, for role department.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted when not given [env GRIDWATCH_NEW_PASSWORD].", envvar="GRIDWATCH_NEW_PASSWORD")
+@click.option("--db-url", help="SQLAlchemy database URL [env GRIDWATCH_DATABASE_URL].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[env GRIDWATCH_DATA_DIR]")
+def add_user(username: str, role: str, person_id: str | None, display_name: str, unit: str | None, password: str,
+             db_url: str | None, data_dir: Path | None) -> None:
+    """Create a console account (the database is migrated first)."""
+    _server_modules()
+    from gridwatch.server.accounts import AccountError, create_account
+    from gridwatch.server.clock import SystemClock
+    from gridwatch.server.db import create_engine, session_factory, upgrade
+    from gridwatch.server.settings import ServerSettings
+
+    overrides = {"database_url": db_url, "data_dir": data_dir}
+    settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            create_account(session, username=username, password=password, role=role, person_id=person_id or username,
+                           display_name=display_name, unit=unit, now=SystemClock().now())
+            session.commit()
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"created {role} account {username}")

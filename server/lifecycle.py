@@ -94,17 +94,14 @@ RULES: dict[str, Rule] = {
 }
 
 
-class TransitionRequest(BaseModel):
-    """One person's action on a ticket. ``actor``/``role`` come from the body until login exists;
+class TransitionBody(BaseModel):
+    """One person's action on a ticket as the client sends it; who acts is the login's, not the body's.
     ``expected_version`` is the version the person saw (409 if the ticket changed since)."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: Literal[tuple(RULES)]  # type: ignore[valid-type]
-    actor: str = Field(min_length=1, max_length=64)
-    role: Literal[HUMAN_ROLES]  # type: ignore[valid-type]
     expected_version: int | None = Field(None, ge=1)
-    unit: str | None = Field(None, max_length=64, description="the actor's department, for role department")
     reason: str | None = Field(None, max_length=2000)
     assignee_kind: Literal["worker", "department"] | None = None
     assignee_id: str | None = Field(None, max_length=64)
@@ -112,6 +109,14 @@ class TransitionRequest(BaseModel):
     photo_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     rating: int | None = Field(None, ge=1, le=5)
     extension: TimeLimit | None = None
+
+
+class TransitionRequest(TransitionBody):
+    """The body plus who acts: the logged-in account's registry person id, role and department."""
+
+    actor: str = Field(min_length=1, max_length=64)
+    role: Literal[HUMAN_ROLES]  # type: ignore[valid-type]
+    unit: str | None = Field(None, max_length=64, description="the actor's department, for role department")
 
 
 class TransitionError(Exception):
@@ -269,3 +274,26 @@ def apply(session: Session, ticket_id: int, req: TransitionRequest, table: Categ
     session.add(entry)
     session.commit()
     return entry
+
+
+def available(session: Session, ticket: Ticket, actor: str, role: str, unit: str | None) -> list[dict[str, Any]]:
+    """The actions ``actor`` may take on ``ticket`` now, with the fields each needs (for the console's
+    buttons; :func:`apply` still checks everything when one is taken)."""
+    if role not in {r.value for r in HUMAN_ROLES}:
+        return []
+    out = []
+    for action, rule in RULES.items():
+        if Role(role) not in rule.roles or Stage(ticket.stage) not in rule.sources:
+            continue
+        req = TransitionRequest(action=action, actor=actor, role=role, unit=unit)
+        try:
+            if rule.assignee_only:
+                _check_assignee(ticket, req)
+            if action == "claim" and not registry.is_member(session, ticket.grid_id, actor):
+                continue
+        except TransitionError:
+            continue
+        if action in ("approve_extension", "deny_extension") and ticket.extension_request is None:
+            continue
+        out.append({"action": action, "needs": list(rule.needs)})
+    return out

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -131,3 +132,18 @@ def announce_ticket(
             return
         data = TicketOut.model_validate(ticket).model_dump(mode="json")
     broadcaster.publish("ticket", {"action": "created" if created else "updated", "ticket": data})
+
+
+def announce_events(broadcaster: Broadcaster, session_factory: Callable[[], Session], event_ids: list[str]) -> None:
+    """Publish an ``event`` message per newly stored camera event (the live feed), as the REST API shows it."""
+    if not event_ids:
+        return
+    from gridwatch.server.models import EventRecord
+    from gridwatch.server.schemas import EventOut
+
+    with session_factory() as session:
+        rows = session.scalars(sa.select(EventRecord).where(EventRecord.event_id.in_(event_ids))
+                               .order_by(EventRecord.id))
+        messages = [EventOut.model_validate(row).model_dump(mode="json") for row in rows]
+    for data in messages:
+        broadcaster.publish("event", data)

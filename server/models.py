@@ -310,3 +310,84 @@ class DeadLetter(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (sa.Index("ix_dead_letters_received_at", "received_at"),)
+
+
+class Account(Base):
+    """A person who logs in to the console: a username bound to a registry person and one role.
+
+    ``person_id`` is the registry id the lifecycle sees as the actor (a grid worker's claim is
+    checked against the registry with it); ``unit`` is the department of a department account.
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(ID_LENGTH), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    person_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    display_name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), default="")
+    unit: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LoginSession(Base):
+    """A console login: only the SHA-256 of the cookie value is stored, so a leaked table logs nobody in."""
+
+    __tablename__ = "login_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(sa.String(SHA256_HEX), primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(sa.String(SHA256_HEX))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (sa.Index("ix_login_sessions_account_id", "account_id"),)
+
+
+class ApiToken(Base):
+    """An integrator's or edge node's Bearer token with scopes; stored as its SHA-256 only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(ID_LENGTH), unique=True)
+    token_sha256: Mapped[str] = mapped_column(sa.String(SHA256_HEX), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class CameraZones(Base):
+    """The zone config of one camera as an installer last saved it in the console's zone editor; the
+    same document is published retained to the camera's config topic for the edge to load."""
+
+    __tablename__ = "camera_zones"
+
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    zones: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    updated_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GateOpening(Base):
+    """A gate opened by hand from the console: who, why, when, and the command sent. Append-only."""
+
+    __tablename__ = "gate_openings"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    command_id: Mapped[str] = mapped_column(sa.String(HEX32), unique=True)
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    gate_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    reason: Mapped[str] = mapped_column(sa.String(200))
+    actor: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published: Mapped[bool] = mapped_column(sa.Boolean)
+
+    __table_args__ = (sa.Index("ix_gate_openings_at", "at"),)

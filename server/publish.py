@@ -42,7 +42,11 @@ def payloads(session: Session, entries: Sequence[TicketTransition]) -> list[tupl
 
 
 class TransitionPublisher:
-    """A plain QoS 1 publishing client with its own connection (ingest's client only subscribes)."""
+    """A plain QoS 1 publishing client with its own connection (ingest's client only subscribes).
+
+    Besides transitions it carries the server's other outgoing messages (:meth:`send`): zone configs
+    and gate commands, so the server holds one publishing connection, not one per purpose.
+    """
 
     def __init__(self, mqtt_url: str, client_id: str) -> None:
         self._endpoint = parse_mqtt_url(mqtt_url)
@@ -63,3 +67,9 @@ class TransitionPublisher:
             info = self._client.publish(topic, payload.to_json(), qos=QOS)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("publishing %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    def send(self, topic: str, payload: str, *, retain: bool = False) -> bool:
+        """One QoS 1 message besides transitions (a camera's zone config, retained; a gate command);
+        False if it could not be queued."""
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS

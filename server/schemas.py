@@ -81,7 +81,7 @@ class TransitionResult(BaseModel):
 
 
 class SilenceIn(BaseModel):
-    """A time-boxed mute; leave a matcher empty to match anything."""
+    """A time-boxed mute; leave a matcher empty to match anything. Its author is the login."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,7 +93,6 @@ class SilenceIn(BaseModel):
     starts_at: datetime | None = None
     ends_at: datetime
     reason: str = Field(min_length=1, max_length=2000)
-    author: str = Field(min_length=1, max_length=64)
 
 
 class SilenceOut(_Out):
@@ -129,6 +128,11 @@ class EventOut(_Out):
     ticket_id: int | None
     snapshot_sha256: str | None
     payload: dict[str, Any]
+
+
+class HourlyCount(BaseModel):
+    hour: datetime
+    events: int
 
 
 class TicketDetail(TicketOut):

@@ -39,6 +39,21 @@ class ServerSettings(BaseSettings):
     )
     sla_sweep_interval_s: float = Field(10.0, gt=0, description="How often SLA clocks are checked.")
     publish_transitions: bool = Field(True, description="Publish every ticket transition over MQTT.")
+    admin_password: str = Field(
+        "", description="If set and no admin account exists, the server creates user 'admin' with this "
+        "password at start (GRIDWATCH_ADMIN_PASSWORD). Otherwise use `gridwatch server add-user`.",
+    )
+    session_hours: float = Field(12.0, gt=0, description="How long a console login lasts (one shift).")
+    cookie_secure: bool = Field(
+        False, description="Always mark the session cookie Secure (it is already Secure on HTTPS requests); "
+        "set it when a TLS proxy forwards plain HTTP to the server.",
+    )
+    anonymous_snapshot_upload: bool = Field(
+        True, description="Accept PUT /api/snapshots/<sha256> without a token. Edge nodes without "
+        "server.token in their config need it; turn it off once every node sends a snapshots:write token.",
+    )
+    login_attempts: int = Field(5, ge=1, description="Failed logins per address and per username ...")
+    login_window_s: float = Field(300.0, gt=0, description="... within this many seconds before 429.")
 
     @model_validator(mode="after")
     def _default_database(self) -> ServerSettings:

@@ -1,9 +1,9 @@
 """REST for the ticket engine: transitions and audit trail, silences, registry, category table,
 indicators. Mounted by :func:`gridwatch.server.api.create_app`.
 
-Until accounts exist, the acting person and role come in the request body (``actor``, ``role``);
-the rules in :mod:`~gridwatch.server.lifecycle` already check them, so a later login only has to
-fill those two fields from the session instead of the body.
+The acting person and role are the logged-in account's (:mod:`~gridwatch.server.auth`), never the
+request body's; the rules in :mod:`~gridwatch.server.lifecycle` check them. A grid worker sees and
+acts on the tickets of their own grids only: another grid's ticket answers 404, as if absent.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from gridwatch.server import indicators, lifecycle, registry
+from gridwatch.server import auth, indicators, lifecycle, registry
 from gridwatch.server.categories import CategoryTable
 from gridwatch.server.models import Silence, Ticket, TicketTransition
 from gridwatch.server.schemas import (
@@ -65,24 +65,46 @@ def _invalid(exc: ValidationError | ValueError) -> HTTPException:
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
+def _visible_ticket(session: Session, ticket_id: int, principal: auth.Principal) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    grids = auth.visible_grids(session, principal)
+    if ticket is None or (grids is not None and ticket.grid_id not in grids):
+        raise HTTPException(404, f"no ticket {ticket_id}")
+    return ticket
+
+
 @router.post("/tickets/{ticket_id}/transitions", response_model=TransitionResult)
-def transition(ticket_id: int, body: lifecycle.TransitionRequest, request: Request,
-               session: SessionDep) -> TransitionResult:
-    """Act on a ticket (register, void, dispatch, claim, accept, feedback, verify, reject, close,
-    evaluate, return, request/approve/deny_extension, park, unpark). 403 role or assignee, 409 stage
-    or version (someone acted first), 422 missing data."""
+def transition(ticket_id: int, body: lifecycle.TransitionBody, request: Request, session: SessionDep,
+               principal: auth.CurrentPrincipal) -> TransitionResult:
+    """Act on a ticket as the logged-in person (register, void, dispatch, claim, accept, feedback,
+    verify, reject, close, evaluate, return, request/approve/deny_extension, park, unpark). 403 role
+    or assignee, 404 not visible, 409 stage or version (someone acted first), 422 missing data."""
+    if principal.kind != "user":
+        raise HTTPException(403, "tickets are acted on by people: log in to the console")
+    _visible_ticket(session, ticket_id, principal)
+    session.rollback()
+    req = lifecycle.TransitionRequest(**body.model_dump(), actor=principal.person_id,
+                                      role=principal.role, unit=principal.unit)
     state = request.app.state
     _, table = state.categories.current(session)
-    entry = lifecycle.apply(session, ticket_id, body, table, state.clock.now())
+    entry = lifecycle.apply(session, ticket_id, req, table, state.clock.now())
     state.announce([entry])
     ticket = session.get(Ticket, ticket_id, populate_existing=True)
     return TransitionResult(ticket=TicketOut.model_validate(ticket), transition=TransitionOut.model_validate(entry))
 
 
+@router.get("/tickets/{ticket_id}/actions")
+def ticket_actions(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> list[dict[str, Any]]:
+    """What the logged-in person may do with this ticket at its stage: ``[{action, needs}]``."""
+    ticket = _visible_ticket(session, ticket_id, principal)
+    if principal.kind != "user":
+        return []
+    return lifecycle.available(session, ticket, principal.person_id, principal.role, principal.unit)
+
+
 @router.get("/tickets/{ticket_id}/transitions", response_model=list[TransitionOut])
-def audit_trail(ticket_id: int, session: SessionDep) -> list[TransitionOut]:
-    if session.get(Ticket, ticket_id) is None:
-        raise HTTPException(404, f"no ticket {ticket_id}")
+def audit_trail(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> list[TransitionOut]:
+    _visible_ticket(session, ticket_id, principal)
     rows = session.scalars(sa.select(TicketTransition).where(TicketTransition.ticket_id == ticket_id)
                            .order_by(TicketTransition.id))
     return [TransitionOut.model_validate(r) for r in rows]
@@ -100,19 +122,23 @@ def list_silences(request: Request, session: SessionDep, active: bool = False) -
     return [SilenceOut.model_validate(s) for s in session.scalars(query)]
 
 
-@router.post("/silences", response_model=SilenceOut, status_code=201)
-def create_silence(body: SilenceIn, request: Request, session: SessionDep) -> SilenceOut:
+@router.post("/silences", response_model=SilenceOut, status_code=201,
+             dependencies=[auth.require_roles(*auth.MANAGERS)])
+def create_silence(body: SilenceIn, request: Request, session: SessionDep,
+                   principal: auth.CurrentPrincipal) -> SilenceOut:
     now = request.app.state.clock.now()
     starts = body.starts_at or now
     if body.ends_at <= starts:
         raise HTTPException(422, "ends_at must be after starts_at: a silence is time-boxed")
-    row = Silence(**body.model_dump(exclude={"starts_at"}), starts_at=starts, created_at=now)
+    row = Silence(**body.model_dump(exclude={"starts_at"}), starts_at=starts, created_at=now,
+                  author=principal.person_id)
     session.add(row)
     session.commit()
     return SilenceOut.model_validate(row)
 
 
-@router.post("/silences/{silence_id}/expire", response_model=SilenceOut)
+@router.post("/silences/{silence_id}/expire", response_model=SilenceOut,
+             dependencies=[auth.require_roles(*auth.MANAGERS)])
 def expire_silence(silence_id: int, request: Request, session: SessionDep) -> SilenceOut:
     row = session.get(Silence, silence_id)
     if row is None:
@@ -149,7 +175,7 @@ def get_registry_csv(session: SessionDep) -> PlainTextResponse:
     return PlainTextResponse(registry.to_csv(_registry(session)), media_type="text/csv; charset=utf-8")
 
 
-@router.put("/registry", response_model=registry.RegistryDoc)
+@router.put("/registry", response_model=registry.RegistryDoc, dependencies=[auth.require_roles("admin")])
 async def put_registry(request: Request) -> registry.RegistryDoc:
     """Replace the registry with a YAML or JSON document, or CSV (``Content-Type: text/csv``)."""
     data = await _document(request)
@@ -176,9 +202,8 @@ def get_categories(request: Request, session: SessionDep) -> CategoryTableOut:
     return CategoryTableOut(version=version, table=table.model_dump(mode="json"))
 
 
-@router.put("/categories", response_model=CategoryTableOut)
-async def put_categories(request: Request, author: Annotated[str, Query(min_length=1, max_length=64)]
-                         ) -> CategoryTableOut:
+@router.put("/categories", response_model=CategoryTableOut, dependencies=[auth.require_roles("admin")])
+async def put_categories(request: Request, principal: auth.CurrentPrincipal) -> CategoryTableOut:
     """Save a new version of the category table (YAML or JSON); tickets opened before keep theirs."""
     data = await _document(request)
     try:
@@ -188,7 +213,8 @@ async def put_categories(request: Request, author: Annotated[str, Query(min_leng
 
     def store() -> int:
         with request.app.state.sessions() as session:
-            return request.app.state.categories.save(session, table, author, request.app.state.clock.now())
+            return request.app.state.categories.save(session, table, principal.person_id,
+                                                     request.app.state.clock.now())
 
     version = await run_in_threadpool(store)
     return CategoryTableOut(version=version, table=table.model_dump(mode="json"))

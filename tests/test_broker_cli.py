@@ -59,22 +59,26 @@ def test_schemas_check_names_drift_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "node-status.v1.json").exists()
 
 
-def test_topics_lists_tree_and_subscriptions() -> None:
+def test_topics_lists_every_channel_and_the_subscriptions() -> None:
+    from gridwatch.broker.asyncapi.channels import CHANNELS
+
     code, out, _ = invoke("topics")
     assert code == 0
-    assert "gridwatch/v1/<site_id>/<node_id>/<camera_id>/events" in out
+    assert "gridwatch/v1/{site_id}/{node_id}/{camera_id}/events" in out
+    assert out.count("    payload  ") == len(CHANNELS)
     assert topics.EVENTS_SUBSCRIPTION in out
     assert all(sub in out for sub in topics.STATUS_SUBSCRIPTIONS)
-    assert topics.events_topic("site-1", "node-1", "cam-1") in out
 
 
-def test_topics_json_examples_parse() -> None:
+def test_topics_json_matches_the_asyncapi_channels() -> None:
+    from gridwatch.broker.asyncapi.channels import CHANNELS
+
     code, out, _ = invoke("topics", "--json")
     assert code == 0
     doc = json.loads(out)
+    assert [t["payload"] for t in doc["topics"]] == [f"{c.payload}.v1.json" for c in CHANNELS]
     events = [t for t in doc["topics"] if t["topic"].endswith("/events")]
-    assert len(events) == 1
-    assert topics.parse_events_topic(events[0]["example"]).camera_id == "cam-1"
+    assert len(events) == 1 and events[0]["qos"] == 1 and events[0]["retained"] is False
     assert doc["subscriptions"]["events"] == topics.EVENTS_SUBSCRIPTION
 
 

@@ -149,3 +149,20 @@ def test_a_stale_frame_is_replaced_and_counted_not_queued() -> None:
     assert scheduler.slots[0].dropped == 2 and scheduler.slots[0].frame.source_time_s == 0.4
     assert scheduler.slots[1].dropped == 0
     assert [i for i, _ in scheduler._take()] == [0]  # the one that has waited longest goes first
+
+
+def test_gate_detects_sustained_motion_once_per_motion_period_but_a_new_object_at_once(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 60, 62, 64, 66, 68, 70])  # p1 walks in around 6 s
+    gate = MotionGate(Motion())
+    assert gate.needs_detection(frames[0], 0.0, [], False)
+    gate.detected(0.0)
+    elsewhere = [np.array([0, 0, 20, 20], np.float32)]  # something tracked that does not explain the walker
+    assert gate.needs_detection(frames[60], 6.0, elsewhere, False), "new motion is detected"
+    gate.detected(6.0)
+    assert not gate.needs_detection(frames[62], 6.2, elsewhere, False), "the tracks stand for one frame"
+    assert gate.needs_detection(frames[64], 6.4, elsewhere, False), "then the walker is detected again"
+    gate.detected(6.4)
+    assert gate.needs_detection(frames[66], 6.6, elsewhere, True), "an unconfirmed object: the very next frame"
+    gate.detected(6.6)
+    assert not gate.needs_detection(frames[68], 6.8, [], False), "nothing tracked: motion waits longer"
+    assert gate.needs_detection(frames[70], 7.2, [], False)

@@ -15,14 +15,29 @@ from pathlib import Path
 
 import yaml
 
+from gridwatch.deploy.demo import DEMO_PASSWORD
+from gridwatch.server.accounts import issue_token
 from tests.conftest import REPO, Mosquitto, free_port
 
 DATA = Path(__file__).parent / "data"
 
 
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
+def get(url: str, headers: dict[str, str]) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+        return response.read()
+
+
+def get_json(url: str, headers: dict[str, str]):
+    return json.loads(get(url, headers))
+
+
+def login_headers(api: str, username: str, password: str) -> dict[str, str]:
+    """The session cookie of a console login, as a request header (reads need no CSRF token)."""
+    body = json.dumps({"username": username, "password": password}).encode()
+    request = urllib.request.Request(f"{api}/api/auth/login", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return {"Cookie": response.headers["Set-Cookie"].split(";", 1)[0]}
 
 
 def poll(fetch, done, timeout: float):
@@ -48,6 +63,10 @@ def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samp
     server.start()
     try:
         api = f"http://127.0.0.1:{server.settings.port}"
+        with server.app.state.sessions() as session:
+            token = issue_token(session, "pipe-test", ["read"], server.app.state.clock.now())
+            session.commit()
+        auth = {"Authorization": f"Bearer {token}"}
         config = yaml.safe_load((DATA / "table-zone.yaml").read_text())
         config["mqtt"]["url"] = mosquitto.url
         config["server"] = {"url": api}
@@ -65,15 +84,14 @@ def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samp
         incidents = {e["incident_id"] for e in published}
         assert len(incidents) == 3  # p2, p3 and p5 stay longer than 15 s
 
-        events = poll(lambda: get_json(f"{api}/api/events?limit=100"),
+        events = poll(lambda: get_json(f"{api}/api/events?limit=100", auth),
                       lambda page: len(page["items"]) == len(published), timeout=30)
         assert {e["event_id"] for e in events["items"]} == {e["event_id"] for e in published}
-        tickets = get_json(f"{api}/api/tickets?limit=100")["items"]
+        tickets = get_json(f"{api}/api/tickets?limit=100", auth)["items"]
         assert {t["incident_id"] for t in tickets} == incidents
         for ticket in tickets:
             assert ticket["ended_at"] is not None
-            with urllib.request.urlopen(f"{api}/api/snapshots/{ticket['snapshot_sha256']}") as response:
-                assert response.read()[:3] == b"\xff\xd8\xff"
+            assert get(f"{api}/api/snapshots/{ticket['snapshot_sha256']}", auth)[:3] == b"\xff\xd8\xff"
     finally:
         server.stop()
 
@@ -89,14 +107,14 @@ def test_demo_command_shows_tickets_with_snapshots_within_a_minute(tmp_path: Pat
     try:
         started = time.monotonic()
         api = f"http://127.0.0.1:{port}"
-        page = poll(lambda: get_json(f"{api}/api/tickets"),
+        page = poll(lambda: get_json(f"{api}/api/tickets", login_headers(api, "guard", DEMO_PASSWORD)),
                     lambda p: any(t["snapshot_sha256"] for t in p["items"]), timeout=60)
         elapsed = time.monotonic() - started
         assert page and page["items"], "no ticket within 60 s"
         ticket = page["items"][0]
         assert ticket["type"] == "loitering" and ticket["camera_id"] == "lobby-cam"
-        with urllib.request.urlopen(f"{api}/api/snapshots/{ticket['snapshot_sha256']}") as response:
-            assert response.read()[:3] == b"\xff\xd8\xff"
+        assert get(f"{api}/api/snapshots/{ticket['snapshot_sha256']}",
+                   login_headers(api, "guard", DEMO_PASSWORD))[:3] == b"\xff\xd8\xff"
         with urllib.request.urlopen(f"{api}/") as response:
             assert b"<html" in response.read().lower()
         print(f"first ticket with snapshot after {elapsed:.1f} s")
@@ -105,3 +123,4 @@ def test_demo_command_shows_tickets_with_snapshots_within_a_minute(tmp_path: Pat
         output = demo.communicate(timeout=30)[0]
     assert demo.returncode == 0, output
     assert f"Console: http://127.0.0.1:{port}/" in output
+    assert "guard" in output and DEMO_PASSWORD in output  # the demo accounts are printed

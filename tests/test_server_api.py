@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,10 +19,12 @@ from PIL import Image
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase, SnapshotRef
+from gridwatch.server.api import CONSOLE_DIR as CONSOLE
 from gridwatch.server.ingest import Batch, IngestStatus, store_message, store_messages
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES
+from tests.auth_helpers import PASSWORD, login
 
 SITE, NODE = "site-a", "node-1"
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
@@ -65,11 +69,14 @@ class Client(httpx.Client):
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
     """A real server without MQTT, on SQLite (the REST shape does not depend on the backend)."""
-    runner = ServerRunner(ServerSettings(data_dir=tmp_path / "data", port=0), start_ingest=False)
+    runner = ServerRunner(ServerSettings(data_dir=tmp_path / "data", port=0, admin_password=PASSWORD),
+                          start_ingest=False)
     runner.start()
     try:
         with Client(base_url=runner.url, timeout=10) as http:
             http.app = runner.app
+            me = http.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
+            http.headers["X-CSRF-Token"] = me.json()["csrf_token"]
             yield http
     finally:
         runner.stop()
@@ -214,10 +221,12 @@ def test_health_reports_the_database_and_counts(client: Client) -> None:
 
 
 def test_the_api_works_on_each_backend(database_url: str, tmp_path: Path) -> None:
-    settings = ServerSettings(data_dir=tmp_path / "data", database_url=database_url, port=0)
+    settings = ServerSettings(data_dir=tmp_path / "data", database_url=database_url, port=0,
+                              admin_password=PASSWORD)
     with ServerRunner(settings, start_ingest=False) as runner, \
             Client(base_url=runner.url, timeout=10) as client:
         client.app = runner.app
+        client.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
         event = make_event()
         ingest(client, event)
         ingest(client, event)  # duplicate
@@ -238,16 +247,15 @@ def test_console_page_and_its_assets_are_served_locally(client: Client) -> None:
     html = page.text
     assert '<html lang="zh-CN">' in html and "网格工单" in html
     assert "http://" not in html and "https://" not in html  # no CDN: works on an offline LAN
-    for asset, kind in (("/console/console.js", "javascript"), ("/console/console.css", "css")):
-        assert f'"{asset}"' in html
-        response = client.get(asset)
-        assert response.status_code == 200 and kind in response.headers["content-type"]
-        assert "http://" not in response.text and "https://" not in response.text
-    script = client.get("/console/console.js").text
-    for label in ("徘徊逗留", "消防通道占用", "快递员进入", "Loitering", "EventSource", "/api/stream"):
-        assert label in script
-    for event_type in EventType:  # every contract type has a label in both languages
-        assert script.count(f'"type.{event_type.value}"') == 2
+    assets = ["/console/console.css", "/console/js/app.js", "/console/i18n/zh-CN.json", "/console/i18n/en.json",
+              *(f"/console/js/{p.relative_to(CONSOLE / 'js').as_posix()}" for p in (CONSOLE / "js").rglob("*.js"))]
+    assert '"/console/js/app.js"' in html and '"/console/console.css"' in html
+    for asset in assets:
+        response = httpx.get(f"{client.base_url}{asset}")  # static assets need no login
+        assert response.status_code == 200, asset
+        # The only URL allowed is the SVG namespace name, which is never fetched.
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", response.text), asset
+    assert "EventSource" in client.get("/console/js/live.js").text
 
 
 # -- live stream -----------------------------------------------------------------------------------
@@ -268,12 +276,11 @@ def read_sse(lines: Iterator[str]) -> dict[str, str]:
 
 
 def test_stream_announces_created_and_updated_tickets(tmp_path: Path) -> None:
-    settings = ServerSettings(data_dir=tmp_path / "data", port=0)
+    settings = ServerSettings(data_dir=tmp_path / "data", port=0, admin_password=PASSWORD)
     runner = ServerRunner(settings, start_ingest=False)
     runner.start()
     try:
-        with httpx.Client(base_url=runner.url, timeout=10) as http, \
-                http.stream("GET", "/api/stream") as stream:
+        with closing(login(runner.url, "admin")) as http, http.stream("GET", "/api/stream") as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
             lines = stream.iter_lines()
@@ -281,6 +288,9 @@ def test_stream_announces_created_and_updated_tickets(tmp_path: Path) -> None:
 
             start = make_event("cam-7", snapshot="ab" * 32)
             outcome = ingest_via(runner, start)
+            stored = read_sse(lines)  # the live feed's camera event comes first
+            assert stored["event"] == "event"
+            assert json.loads(stored["data"])["event_id"] == start.event_id
             message = read_sse(lines)
             assert message["event"] == "ticket"
             data = json.loads(message["data"])
@@ -294,6 +304,7 @@ def test_stream_announces_created_and_updated_tickets(tmp_path: Path) -> None:
             assert data["ticket"]["attributes"] == {"dwell_s": 90.0}
 
             ingest_via(runner, make_event("cam-7", Phase.UPDATE, start.incident_id, seconds=12))
+            assert read_sse(lines)["event"] == "event"
             data = json.loads(read_sse(lines)["data"])
             assert data["action"] == "updated"
             assert data["ticket"]["event_count"] == 2 and data["ticket"]["attributes"] == {"dwell_s": 102.0}

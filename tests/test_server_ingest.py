@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
+from gridwatch.server import correlation, registry
 from gridwatch.server.db import create_engine, current_revision, session_factory, upgrade
-from gridwatch.server.ingest import MAX_EVENT_BYTES, IngestStatus, store_message
+from gridwatch.server.ingest import MAX_EVENT_BYTES, IngestStatus, store_message, store_messages
 from gridwatch.server.models import Base, DeadLetter, EventRecord, Ticket
 
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
@@ -75,7 +76,7 @@ def only_ticket(sessions: sessionmaker[Session]) -> Ticket:
 def test_migrations_match_the_models_and_rerun_cleanly(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)  # every server start runs it: must be a no-op the second time
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -262,3 +263,30 @@ def test_concurrent_ingest_stores_each_event_once(sessions: sessionmaker[Session
     assert sorted(results) == sorted([IngestStatus.STORED] * 4 + [IngestStatus.DUPLICATE] * 4)
     assert counts(sessions) == {"events": 4, "tickets": 1, "dead_letters": 0}
     assert only_ticket(sessions).event_count == 4
+
+
+def test_one_batch_groups_a_burst_across_a_grids_cameras_like_separate_batches(
+        sessions: sessionmaker[Session]) -> None:
+    """Correlation reads the batch's places, fingerprints and groupable tickets up front; a ticket the
+    batch itself opens must still be found by the next incident of the same grid in that batch."""
+    doc = registry.load_sample()
+    with sessions() as session:
+        registry.replace(session, doc)
+        session.commit()
+        bound = [(c.site_id, c.camera_id) for street in doc.streets for community in street.communities
+                 for grid in community.grids for c in grid.cameras]
+        places = correlation.locate_all(session, {*bound, (SITE, "cam-nowhere")})
+        assert places == {camera: registry.locate(session, *camera) for camera in places}
+    grid = next(g for street in doc.streets for community in street.communities for g in community.grids
+                if len(g.cameras) >= 2)
+    first, second = grid.cameras[:2]
+    burst = [make_event(type=EventType.FIRE_LANE_BLOCKED, site_id=c.site_id, camera_id=c.camera_id, object=None,
+                        observed_at=T0 + timedelta(seconds=n), started_at=T0 + timedelta(seconds=n))
+             for n, c in enumerate((first, second))]
+    with sessions() as session:
+        batch = store_messages(session, [(topics.events_topic(e.site_id, e.node_id, e.camera_id), e.to_json())
+                                         for e in burst])
+    assert [o.status for o in batch.outcomes] == [IngestStatus.STORED, IngestStatus.STORED]
+    assert batch.outcomes[0].ticket_id == batch.outcomes[1].ticket_id and batch.outcomes[0].ticket_created
+    merges = [t.details for t in batch.transitions if t.action == "merge"]
+    assert merges == [{"incident_id": burst[1].incident_id, "camera_id": second.camera_id, "via": "group"}]

@@ -24,6 +24,7 @@ from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
+from tests.auth_helpers import PASSWORD, login
 
 pytestmark = pytest.mark.mosquitto
 
@@ -90,7 +91,7 @@ class Server:
     def start(self) -> None:
         self.runner = ServerRunner(self.settings)
         self.runner.start()
-        self.http = httpx.Client(base_url=self.runner.url, timeout=10)
+        self.http = login(self.runner.url, "admin")
         wait_for(lambda: self.health()["mqtt"]["subscribed"], "the server's MQTT subscription")
 
     def stop(self) -> None:
@@ -118,6 +119,7 @@ def server(mosquitto, database_url: str, tmp_path: Path) -> Iterator[Server]:
         mqtt_url=mosquitto.url,
         mqtt_client_id=f"gridwatch-server-{uuid.uuid4().hex[:8]}",
         port=0,
+        admin_password=PASSWORD,
     )
     srv = Server(settings)
     srv.start()

@@ -29,6 +29,7 @@ from gridwatch.server import categories, registry
 from gridwatch.server.clock import ManualClock
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
+from tests.auth_helpers import PASSWORD, add_account, login
 from tests.test_server_mqtt import Publisher, wait_for
 
 pytestmark = pytest.mark.mosquitto
@@ -40,9 +41,24 @@ FIRE_DEPT = {"actor": "p-fire-1", "role": "department", "unit": "dept-fire-safet
 
 
 class Api:
+    """``http`` is logged in as the admin; :meth:`act` acts as the person ``who`` names, logging in
+    an account made for them on first use (the body never says who acts)."""
+
     def __init__(self, runner: ServerRunner) -> None:
         self.runner = runner
-        self.http = httpx.Client(base_url=runner.url, timeout=10)
+        self.http = login(runner.url, "admin")
+        self.people: dict[str, httpx.Client] = {}
+
+    def as_person(self, who: dict[str, Any]) -> httpx.Client:
+        actor = who["actor"]
+        if actor not in self.people:
+            add_account(self.runner, actor, who["role"], unit=who.get("unit"))
+            self.people[actor] = login(self.runner.url, actor)
+        return self.people[actor]
+
+    def close(self) -> None:
+        for client in (self.http, *self.people.values()):
+            client.close()
 
     def get(self, path: str, **params: Any) -> Any:
         response = self.http.get(path, params=params)
@@ -50,7 +66,7 @@ class Api:
         return response.json()
 
     def act(self, ticket_id: int, action: str, who: dict[str, Any], expect: int = 200, **fields: Any) -> Any:
-        response = self.http.post(f"/api/tickets/{ticket_id}/transitions", json={"action": action, **who, **fields})
+        response = self.as_person(who).post(f"/api/tickets/{ticket_id}/transitions", json={"action": action, **fields})
         assert response.status_code == expect, response.text
         return response.json()
 
@@ -124,7 +140,7 @@ def clock() -> ManualClock:
 def start_server(mosquitto, database_url: str, tmp_path: Path, clock: ManualClock, **overrides: Any) -> ServerRunner:
     settings = ServerSettings(data_dir=tmp_path / f"data-{uuid.uuid4().hex[:6]}", database_url=database_url,
                               mqtt_url=mosquitto.url, mqtt_client_id=f"gw-{uuid.uuid4().hex[:8]}", port=0,
-                              **overrides)
+                              admin_password=PASSWORD, **overrides)
     runner = ServerRunner(settings, clock=clock)
     runner.start()
     wait_for(lambda: httpx.get(f"{runner.url}/api/health").json()["mqtt"]["subscribed"], "the subscription")
@@ -138,7 +154,7 @@ def api(mosquitto, database_url: str, tmp_path: Path, clock: ManualClock) -> Ite
     sample = registry.SAMPLE_PATH.read_text(encoding="utf-8")
     assert client.http.put("/api/registry", content=sample).status_code == 200
     yield client
-    client.http.close()
+    client.close()
     runner.stop()
 
 
@@ -186,9 +202,9 @@ def _scripted_day(api: Api, edge: Edge, clock: ManualClock, listener: Listener) 
     edge.send("gate-north-cam", EventType.CAMERA_TAMPER, Phase.START, c, zone="view", dwell=5)
     edge.send("gate-north-cam", loiter, Phase.START, new_id(), zone="gate")
     # Silence: loitering in the lobby is muted for an hour (a cleaning crew), with reason and author.
-    silence = api.http.post("/api/silences", json={"camera_id": "lobby-cam", "type": "loitering", "reason":
-                                                   "保洁作业", "author": "p-zhang",
-                                                   "ends_at": (clock.now() + timedelta(hours=1)).isoformat()})
+    zhang = api.as_person({"actor": "p-zhang", "role": "supervisor"})
+    silence = zhang.post("/api/silences", json={"camera_id": "lobby-cam", "type": "loitering", "reason": "保洁作业",
+                                                "ends_at": (clock.now() + timedelta(hours=1)).isoformat()})
     assert silence.status_code == 201, silence.text
     edge.send("lobby-cam", loiter, Phase.START, new_id(), zone="table")
     wait_events(api, 7)
@@ -203,7 +219,8 @@ def _scripted_day(api: Api, edge: Edge, clock: ManualClock, listener: Listener) 
     api.act(t1["id"], "park", SUPERVISOR, reason="等待物业确认车主")
     api.act(t1["id"], "unpark", SUPERVISOR)
     api.act(t1["id"], "dispatch", SUPERVISOR, assignee_kind="department", assignee_id="dept-fire-safety")
-    api.act(t1["id"], "accept", {"actor": "p-li", "role": "grid_worker"}, expect=403)  # not the assignee
+    api.act(t1["id"], "accept", {"actor": "p-sun", "role": "grid_worker"}, expect=403)  # not the assignee
+    api.act(t1["id"], "accept", {"actor": "p-li", "role": "grid_worker"}, expect=404)  # another grid: unseen
     api.act(t1["id"], "accept", FIRE_DEPT)
     due = api.ticket(t1["id"])["due_at"]
     api.act(t1["id"], "request_extension", FIRE_DEPT, reason="车主出差", extension={"limit": 1, "type": "working_days"})
@@ -220,7 +237,7 @@ def _scripted_day(api: Api, edge: Edge, clock: ManualClock, listener: Listener) 
     api.act(t1["id"], "evaluate", SUPERVISOR, rating=5)
 
     # T2 (tampered camera): dispatched, returned to sender, claimed (抢单), photo required, rework.
-    api.act(t2["id"], "claim", {"actor": "p-sun", "role": "grid_worker"}, expect=403)  # another grid's worker
+    api.act(t2["id"], "claim", {"actor": "p-sun", "role": "grid_worker"}, expect=404)  # another grid's worker
     api.act(t2["id"], "dispatch", SUPERVISOR, assignee_kind="worker", assignee_id="p-li")
     api.act(t2["id"], "return", {"actor": "p-li", "role": "grid_worker"}, reason="需要登高设备")
     api.act(t2["id"], "claim", {"actor": "p-wang", "role": "grid_worker"})
@@ -263,7 +280,7 @@ def test_a_two_minute_limit_escalates_up_the_levels(api: Api, edge: Edge, clock:
     table = categories.load_sample().model_dump(mode="json")
     fire = next(c for c in table["categories"] if c["event_type"] == "fire_lane_blocked")
     fire["time_limits"]["registered"] = {"limit": 2, "type": "urgent_minutes"}
-    saved = api.http.put("/api/categories", params={"author": "p-admin"}, content=yaml.safe_dump(table))
+    saved = api.http.put("/api/categories", content=yaml.safe_dump(table))
     assert saved.status_code == 200 and saved.json()["version"] == 1
 
     edge.send("lane-east-cam", EventType.FIRE_LANE_BLOCKED, Phase.START, new_id())

@@ -37,4 +37,11 @@ CHANNELS = (
     Channel("ticketTransitions", topics.ticket_transitions_topic, "ticket-transition", qos=1, retain=False,
             publisher="server", readers="integrators of the site",
             summary="Each lifecycle transition of a grid ticket (网格工单), after it is committed."),
+    Channel("nodeCommands", topics.node_commands_topic, "gate-command", qos=1, retain=False,
+            publisher="edge node (a rule allowed an entry), server (a guard's order)",
+            readers="gate controllers behind the node",
+            summary="Open a gate; event_id names the courier_entry event that justified it."),
+    Channel("nodeCommandAcks", topics.node_command_ack_topic, "gate-ack", qos=1, retain=False,
+            publisher="gate controller", readers="edge node, server",
+            summary="A gate controller's answer to a command, echoing its command_id."),
 )

@@ -16,16 +16,7 @@ from __future__ import annotations
 
 from gridwatch.broker import topics
 from gridwatch.broker.security.principals import Kind, Principal
-
-# Commands to a node. The topic builder belongs in topics.py with the others; it lives here until
-# a command payload exists there.
-COMMANDS_FILTER = f"{topics.PREFIX}/+/+/commands"
-
-
-def node_commands_topic(site_id: str, node_id: str) -> str:
-    """The one topic a node subscribes to for commands from the server (QoS 1, not retained)."""
-    return "/".join((topics.PREFIX, topics.check_id("site_id", site_id), topics.check_id("node_id", node_id),
-                     "commands"))
+from gridwatch.broker.topics import node_command_ack_topic, node_commands_topic
 
 
 def node_prefix(site_id: str, node_id: str) -> str:
@@ -39,10 +30,12 @@ def rules(principal: Principal) -> list[tuple[str, str]]:
     if principal.kind is Kind.NODE:
         assert principal.site_id is not None
         return [("write", f"{node_prefix(principal.site_id, principal.name)}/#"),
-                ("read", node_commands_topic(principal.site_id, principal.name))]
+                ("read", node_commands_topic(principal.site_id, principal.name)),
+                ("read", node_command_ack_topic(principal.site_id, principal.name))]
     if principal.kind is Kind.SERVER:
-        reads = [("read", topic_filter) for topic_filter in (topics.EVENTS_SUBSCRIPTION, *topics.STATUS_SUBSCRIPTIONS)]
-        return [*reads, ("write", COMMANDS_FILTER), ("write", topics.TICKET_TRANSITIONS_SUBSCRIPTION)]
+        reads = [("read", topic_filter) for topic_filter in
+                 (topics.EVENTS_SUBSCRIPTION, *topics.STATUS_SUBSCRIPTIONS, topics.COMMAND_ACKS_FILTER)]
+        return [*reads, ("write", topics.COMMANDS_FILTER), ("write", topics.TICKET_TRANSITIONS_SUBSCRIPTION)]
     assert principal.site_id is not None
     return [("read", f"{topics.PREFIX}/{topics.check_id('site_id', principal.site_id)}/#")]
 

@@ -1,0 +1,214 @@
+"""Courier by uniform on real footage, enrolment, and the gate command round trip through Mosquitto.
+
+Acceptance 2: the ``hivis`` profile of issue 4 flags the worker in worker-zone-detection.gif and
+nobody in the store aisle, the one-by-one clip or the walking clips. Acceptance 4: an allowed
+courier's entry sends ``open`` on the node's commands topic and the gate controller's ack comes
+back; a company outside the allowed list, or a time outside the window, sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as paho
+import pytest
+import yaml
+from click.testing import CliRunner
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gridwatch.broker import topics
+from gridwatch.broker.contract import GateAck, GateAckStatus, GateCommand, now_utc
+from gridwatch.edge import runner
+from gridwatch.edge.cli import edge
+from gridwatch.edge.config import EdgeConfig, GatePolicy, Uniform, parse_config
+from gridwatch.edge.detect import OnnxDetector
+from gridwatch.edge.enrol import enrol
+from gridwatch.edge.evidence import EvidenceStore
+from gridwatch.edge.gate import GateClient, entry_decision
+from gridwatch.edge.uniforms import UniformMatcher
+from tests.conftest import Mosquitto
+
+HIVIS = {"id": "hivis", "name": {"zh-CN": "反光背心", "en": "Hi-vis vest"},
+         "colors": [{"hsv_min": [5, 150, 150], "hsv_max": [22, 255, 255]}], "min_fraction": 0.25, "examples": []}
+NOON = datetime(2025, 5, 1, 12, 0, tzinfo=UTC).astimezone()
+
+
+def courier_config(source: Path, gate: dict | None = None, url: str = "mqtt://127.0.0.1:1883",
+                   detect_fps: float = 10) -> EdgeConfig:
+    rule = {"type": "courier", "uniforms": ["hivis"], **({"gate": gate} if gate else {})}
+    return parse_config({
+        "site_id": "demo", "node_id": "gate-north", "mqtt": {"url": url}, "uniforms": [HIVIS],
+        "cameras": [{"id": "cam-1", "source": str(source), "detect_fps": detect_fps,
+                     "zones": [{"id": "gate", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "rules": [rule]}]}],
+    })
+
+
+@pytest.fixture(scope="module")
+def detector() -> OnnxDetector:
+    return runner.build_detector(courier_config(Path("unused")))
+
+
+def replay(config: EdgeConfig, evidence: Path, detector: OnnxDetector, gate: GateClient | None = None,
+           origin: datetime = NOON) -> list:
+    camera = config.cameras[0]
+    store = EvidenceStore(evidence)
+    if gate is None:
+        return runner.replay(config, camera, [], store, clock_origin=origin, detector=detector).events
+    engine = runner.Engine(config, [], store, realtime=False, block=True, reconnect=False, detector=detector,
+                           gate=gate)
+    for pipeline in engine.pipelines:
+        pipeline.clock_origin = origin
+    engine.start()
+    engine.finish()
+    engine.stop()
+    return engine.pipelines[0].events
+
+
+def test_hivis_flags_the_worker_once(tmp_path: Path, samples: Path, detector: OnnxDetector) -> None:
+    events = replay(courier_config(samples / "worker-zone-detection.gif"), tmp_path, detector)
+    starts = [e for e in events if e.phase.value == "start"]
+    assert len(starts) == 1, events
+    entry = starts[0]
+    assert entry.type.value == "courier_entry" and entry.attributes["uniform_id"] == "hivis"
+    assert entry.attributes["score"] >= 1.0 and entry.attributes["agreeing"] >= 3
+    assert entry.object is not None and entry.object.class_name == "person"
+    for sha in (entry.snapshot.sha256, entry.attributes["crop_sha256"]):
+        assert (tmp_path / f"{sha}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert [e.phase.value for e in events if e.incident_id == entry.incident_id] == ["start", "end"]
+
+
+@pytest.mark.parametrize("clip", ["store-aisle-detection.gif", "face-demographics-walking.gif",
+                                  "face-demographics-walking-and-pause.gif", "people-detection.gif",
+                                  "one-by-one-person-detection.mp4"])
+def test_hivis_flags_nobody_else(tmp_path: Path, samples: Path, detector: OnnxDetector, clip: str) -> None:
+    fps = 2 if clip.endswith(".mp4") else 10  # 139 s of one-by-one: 2 detections/s still votes each visit
+    assert replay(courier_config(samples / clip, detect_fps=fps), tmp_path, detector) == []
+
+
+def person_crops(samples: Path, detector: OnnxDetector, clip: str, frames: tuple[int, ...]) -> list[np.ndarray]:
+    capture, crops, index = cv2.VideoCapture(str(samples / clip)), [], 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index in frames:
+            found = detector.detect(image)
+            box = found.boxes[(found.class_ids == 0) & (found.scores > 0.5)][0]
+            x1, y1, x2, y2 = (max(0, int(v)) for v in box)
+            crops.append(image[y1:y2, x1:x2])
+        index += 1
+    return crops
+
+
+def test_enrolment_builds_a_profile_that_tells_the_worker_from_shoppers(
+        tmp_path: Path, samples: Path, detector: OnnxDetector) -> None:
+    worker = person_crops(samples, detector, "worker-zone-detection.gif", (10, 30, 45, 60))
+    shoppers = person_crops(samples, detector, "store-aisle-detection.gif", (10, 40))
+    paths = []
+    for i, image in enumerate(worker[:3]):
+        paths.append(tmp_path / f"worker{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    uniform = enrol("site-vest", {"en": "Site vest"}, paths)
+    printed = CliRunner().invoke(edge, ["enroll-uniform", "--id", "site-vest", "--images", str(tmp_path),
+                                        "--name-en", "Site vest"])
+    assert printed.exit_code == 0, printed.output
+    as_config = yaml.safe_load(printed.output)["uniforms"][0]
+    assert Uniform.model_validate(as_config) == uniform, "the printed entry is the profile, ready to paste"
+    from gridwatch.edge.appearance import AppearanceEmbedder
+
+    matcher = UniformMatcher([uniform], AppearanceEmbedder())
+    whole = lambda image: np.array([0, 0, image.shape[1], image.shape[0]])  # noqa: E731
+    seen = matcher.match(worker[3], whole(worker[3]))
+    assert seen.uniform_id == "site-vest" and seen.similarity is not None and seen.similarity > 0.5, seen
+    for shopper in shoppers:
+        assert matcher.match(shopper, whole(shopper)).uniform_id is None
+
+
+def test_gate_policy_names_why_not() -> None:
+    policy = GatePolicy(gate_id="gate-north", allowed=("meituan", "hivis"), windows=("07:00-22:00",))
+    at = lambda hour: datetime(2025, 5, 1, hour, 30).astimezone()  # noqa: E731 (local time)
+    assert entry_decision(policy, "hivis", at(12)) == "allowed"
+    assert entry_decision(policy, "jd", at(12)) == "company_not_allowed"
+    assert entry_decision(policy, "hivis", at(23)) == "outside_hours"
+    night = GatePolicy(gate_id="g", allowed=("hivis",), windows=("22:00-06:00",))
+    assert entry_decision(night, "hivis", at(3)) == "allowed" and entry_decision(night, "hivis", at(12)) != "allowed"
+
+
+class GateController:
+    """Plays the gate: subscribes to the node's commands topic, acks every command it receives."""
+
+    def __init__(self, url_port: int) -> None:
+        self.commands: list[GateCommand] = []
+        self.ready = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="gate-controller")
+        self.client.on_connect = lambda c, *_: c.subscribe(topics.node_commands_topic("demo", "gate-north"), qos=1)
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", url_port)
+        self.client.loop_start()
+        assert self.ready.wait(10)
+
+    def _on_message(self, client, userdata, message) -> None:
+        command = GateCommand.model_validate_json(message.payload)
+        self.commands.append(command)
+        ack = GateAck(command_id=command.command_id, gate_id=command.gate_id, status=GateAckStatus.DONE,
+                      at=now_utc())
+        client.publish(topics.node_command_ack_topic("demo", "gate-north"), ack.to_json(), qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_gate_command_round_trip_through_mosquitto(mosquitto: Mosquitto) -> None:
+    controller = GateController(mosquitto.port)
+    gate = GateClient("demo", "gate-north", mosquitto.url)
+    try:
+        command = gate.open("gate-north", "0c4f2a9e8b7d6c5b4a39281706f5e4d3", "courier_entry hivis (score 1.0)")
+        ack = gate.wait_ack(command.command_id, timeout_s=10)
+        assert ack is not None and ack.status is GateAckStatus.DONE and ack.gate_id == "gate-north"
+        assert [c.command_id for c in controller.commands] == [command.command_id]
+        assert json.loads(controller.commands[0].to_json())["command"] == "open"
+    finally:
+        gate.close()
+        controller.close()
+
+
+@pytest.mark.parametrize(("allowed", "windows", "opens"), [
+    (["hivis"], ["07:00-22:00"], True),
+    (["meituan"], ["07:00-22:00"], False),   # a company outside the allowed list
+    (["hivis"], ["00:00-06:00"], False),     # outside the time window (the clip plays at noon)
+])
+def test_courier_entry_opens_the_gate_only_when_allowed(
+        tmp_path: Path, samples: Path, detector: OnnxDetector, mosquitto: Mosquitto,
+        allowed: list[str], windows: list[str], opens: bool) -> None:
+    controller = GateController(mosquitto.port)
+    config = courier_config(samples / "worker-zone-detection.gif", url=mosquitto.url,
+                            gate={"gate_id": "gate-north", "allowed": allowed, "windows": windows})
+    gate = runner.gate_client(config)
+    assert gate is not None
+    try:
+        events = replay(config, tmp_path, detector, gate=gate)
+        starts = [e for e in events if e.phase.value == "start"]
+        assert len(starts) == 1
+        if opens:
+            command_id = starts[0].attributes["gate_command_id"]
+            ack = gate.wait_ack(command_id, timeout_s=10)
+            assert ack is not None and ack.status is GateAckStatus.DONE
+            assert [c.command_id for c in controller.commands] == [command_id]
+            assert controller.commands[0].event_id == starts[0].event_id
+        else:
+            assert "gate_command_id" not in starts[0].attributes
+            assert starts[0].attributes["gate_decision"] in {"company_not_allowed", "outside_hours"}
+            # A command sent now arrives after any the replay sent (one connection, one topic, QoS 1).
+            sentinel = gate.open("gate-north", None, "test sentinel")
+            assert gate.wait_ack(sentinel.command_id, timeout_s=10) is not None
+            assert [c.command_id for c in controller.commands] == [sentinel.command_id]
+    finally:
+        gate.close()
+        controller.close()
