@@ -1,12 +1,14 @@
 """Ticket-engine benchmarks on this machine: ingest throughput beside Mosquitto's pass-through, and
 ticket-list / indicator query latency at one million tickets (PostgreSQL).
 
-    .venv/bin/python bench/ingest_bench.py [--events 20000] [--tickets 1000000] [--skip-queries]
+    .venv/bin/python bench/ingest_bench.py [--events 20000] [--tickets 1000000] [--skip-queries|--skip-ingest]
 
 Ingest is measured end to end: MQTT publish → broker → server ingest → ticket committed, with the
 server's own consumer (batched transactions, correlation, system transitions). Pass-through is a
-plain QoS 1 subscriber on the same private Mosquitto, in the same run, with the same messages, so
-the ratio holds on a noisy machine even when the absolute figures move.
+plain QoS 1 persistent-session subscriber (the same paho client, protocol and session kind as the
+server's consumer) on the same private Mosquitto, fed by the same publisher with the same messages,
+timed the same way (first publish to last message received), once before and once after ingest
+in the same run; the faster of the two is the baseline, so the ratio is never flattered by noise.
 """
 
 from __future__ import annotations
@@ -32,13 +34,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase
+from gridwatch.server.accounts import create_account
 from gridwatch.server.consumer import MqttIngest
 from gridwatch.server.db import create_engine, session_factory, upgrade
 from gridwatch.server.ingest import IngestContext
+from gridwatch.server.runner import ServerRunner
+from gridwatch.server.settings import ServerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("GRIDWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 UPDATES_PER_INCIDENT = 8
+BENCH_PASSWORD = "bench-only-password"
 
 
 def free_port() -> int:
@@ -191,11 +197,20 @@ CROSS JOIN LATERAL (SELECT CASE WHEN g % 10 < 8 THEN 'closed' WHEN g % 10 = 8 TH
 """
 
 
+def log_in(runner: ServerRunner, http: httpx.Client) -> None:
+    """Log ``http`` in as a new admin: the REST API answers only signed-in users."""
+    state = runner.app.state
+    with state.sessions() as session:
+        create_account(session, username="bench", password=BENCH_PASSWORD, role="admin", person_id="bench",
+                       now=state.clock.now())
+        session.commit()
+    response = http.post("/api/auth/login", json={"username": "bench", "password": BENCH_PASSWORD})
+    response.raise_for_status()
+    http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+
+
 def query_latency(tickets: int, repeats: int) -> dict[str, tuple[float, float]]:
     """p50/p95 ms of REST list and indicator requests against ``tickets`` generated rows."""
-    from gridwatch.server.runner import ServerRunner
-    from gridwatch.server.settings import ServerSettings
-
     url, admin = fresh_database("gridwatch_bench_query")
     try:
         upgrade(url)
@@ -226,6 +241,7 @@ def query_latency(tickets: int, repeats: int) -> dict[str, tuple[float, float]]:
         with tempfile.TemporaryDirectory() as tmp, ServerRunner(
                 ServerSettings(data_dir=Path(tmp), database_url=url, port=0), start_ingest=False) as runner, \
                 httpx.Client(base_url=runner.url, timeout=60) as http:
+            log_in(runner, http)
             for name, (path, params) in queries.items():
                 http.get(path, params=params).raise_for_status()  # warm
                 samples = []
@@ -240,28 +256,40 @@ def query_latency(tickets: int, repeats: int) -> dict[str, tuple[float, float]]:
         drop_database(url, admin)
 
 
+def ingest_report(events: int) -> None:
+    """Ingest beside Mosquitto's pass-through, in one run, printed."""
+    messages = make_messages(events)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_mosquitto(Path(tmp))
+        try:
+            before = pass_through(port, messages)
+            rate, counts, tickets = ingest_rate(port, messages)
+            after = pass_through(port, messages)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    # The machine is shared: pass-through is measured on both sides of ingest and the faster of the
+    # two is the baseline, so a slow moment during one measurement cannot flatter the ratio.
+    raw = max(before, after)
+    print(f"ingest, {len(messages):,} events ({UPDATES_PER_INCIDENT + 2} per incident, 200 cameras), PostgreSQL:")
+    print(f"  Mosquitto pass-through (QoS 1 subscriber): {before:,.0f} msg/s before ingest, {after:,.0f} after; "
+          f"baseline {raw:,.0f}")
+    print(f"  GridWatch ingest (publish → ticket committed): {rate:,.0f} events/s = {rate / raw:.2f}× pass-through")
+    print(f"  counts {counts}, tickets {tickets:,}; goal ≥ 2,000 events/s and ≥ 0.5× pass-through: "
+          f"{'met' if rate >= 2000 and rate >= 0.5 * raw else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--skip-queries", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (other work shares the cores)")
-    messages = make_messages(args.events)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_mosquitto(Path(tmp))
-        try:
-            raw = pass_through(port, messages)
-            rate, counts, tickets = ingest_rate(port, messages)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    print(f"ingest, {len(messages):,} events ({UPDATES_PER_INCIDENT + 2} per incident, 200 cameras), PostgreSQL:")
-    print(f"  Mosquitto pass-through (QoS 1 subscriber): {raw:,.0f} msg/s")
-    print(f"  GridWatch ingest (publish → ticket committed): {rate:,.0f} events/s = {rate / raw:.2f}× pass-through")
-    print(f"  counts {counts}, tickets {tickets:,}; goal ≥ 2,000 events/s and ≥ 0.5× pass-through: "
-          f"{'met' if rate >= 2000 and rate >= 0.5 * raw else 'NOT met'}")
+    if not args.skip_ingest:
+        ingest_report(args.events)
     if not args.skip_queries:
         print(f"queries at {args.tickets:,} tickets (REST over HTTP, {args.repeats} runs each), p50 / p95 ms:")
         for name, (p50, p95) in query_latency(args.tickets, args.repeats).items():

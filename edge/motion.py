@@ -21,6 +21,11 @@ BACKGROUND_ALPHA = 0.2   # per sampled frame: a parked car becomes background wi
 GROW = 0.15              # a track's box grown by this fraction of its size on each side explains motion
 EXPLAINED = 0.85         # share of a motion blob that must lie inside one grown track box
 SWAY = 0.5              # a blob larger than this share of the box is the object moving, not swaying
+# Sustained motion is detected at most this often; tracks stand in between, so these bound how much
+# later than with every frame an entry, exit or first sighting can be seen (events may move 1 s).
+MOTION_PERIOD_S = 0.4            # something tracked is moving: every 2nd frame at 5 detect-fps
+UNTRACKED_MOTION_PERIOD_S = 0.6  # motion but nothing tracked (passing cars, leaves): every 3rd frame
+HALF_FRAME_S = 0.1               # sampled timestamps jitter; a period is met within half a 5-fps frame
 
 
 class MotionDetector:
@@ -85,7 +90,15 @@ def explained(region: np.ndarray, track_boxes: Sequence[np.ndarray]) -> bool:
 
 
 class MotionGate:
-    """Per camera: should this frame go to the detector?"""
+    """Per camera: should this frame go to the detector?
+
+    Sustained motion (a car driving through, a person walking) is detected every
+    ``MOTION_PERIOD_S`` rather than on every sampled frame: the last tracks stand in between, which
+    moves a zone entry or exit by at most that period, inside the 1 s events may move, and halves
+    the detector's work on busy cameras. Motion with nothing tracked waits a little longer, since
+    only a first sighting can be late then. A new object awaiting its second sighting
+    (``unconfirmed``) is still detected on the very next frame, so tracks confirm as fast as before.
+    """
 
     def __init__(self, settings: Motion) -> None:
         self.settings = settings
@@ -94,13 +107,15 @@ class MotionGate:
 
     def needs_detection(self, image: np.ndarray, now_s: float, track_boxes: Sequence[np.ndarray],
                         unconfirmed: bool) -> bool:
-        """Detect on the first frame, on unexplained motion, on unconfirmed objects, and to refresh tracks."""
+        """Detect on the first frame, on unconfirmed objects, on unexplained motion at most every motion
+        period, and to refresh tracks."""
         regions = self.motion.regions(image) if self.settings.enabled else []
         if not self.settings.enabled or self.last_detect_s is None or unconfirmed:
             return True
+        since_s = now_s - self.last_detect_s
         if any(not explained(region, track_boxes) for region in regions):
-            return True
-        return bool(track_boxes) and now_s - self.last_detect_s >= self.settings.refresh_s
+            return since_s >= (MOTION_PERIOD_S if track_boxes else UNTRACKED_MOTION_PERIOD_S) - HALF_FRAME_S
+        return bool(track_boxes) and since_s >= self.settings.refresh_s
 
     def detected(self, now_s: float) -> None:
         self.last_detect_s = now_s

@@ -40,7 +40,9 @@ COLUMNS = ("group", "period", "tickets", "registered", "voided", "closed", "clos
 
 def _seconds(dialect: str, start: Any, end: Any) -> Any:
     if dialect == "postgresql":
-        return sa.extract("epoch", end - start)
+        # date_part is double precision; EXTRACT is numeric since PostgreSQL 14, and averaging
+        # numerics over a district-month of tickets cost a third of the query.
+        return sa.func.date_part("epoch", end - start)
     return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
 
 
@@ -54,7 +56,8 @@ def _bucket(dialect: str, period: Period, utc_offset_h: int) -> Any:
 
 
 def _count(condition: Any) -> Any:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
+    """Rows meeting ``condition``: an aggregate FILTER, cheaper per row than SUM(CASE …)."""
+    return sa.func.count().filter(condition)
 
 
 def compute(session: Session, *, group_by: GroupBy = "none", period: Period = "none",
@@ -78,7 +81,7 @@ def compute(session: Session, *, group_by: GroupBy = "none", period: Period = "n
         sa.func.count(Ticket.feedback_at).label("reached_feedback"),
         _count(Ticket.extension_count > 0).label("extended"),
         sa.func.count(Ticket.rating).label("rated"),
-        sa.func.avg(Ticket.rating).label("satisfaction"),
+        sa.func.avg(sa.cast(Ticket.rating, sa.Float)).label("satisfaction"),
         *(sa.func.avg(_seconds(dialect, a, b)).label(f"mean_s_{name}") for name, a, b in STAGE_SPANS),
     ).group_by(group, bucket).order_by(group, bucket)
     if since is not None:
@@ -88,20 +91,22 @@ def compute(session: Session, *, group_by: GroupBy = "none", period: Period = "n
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(Ticket, name) == value)
-    rows = []
-    for r in session.execute(query).mappings():
-        def rate(part: str, whole: str, r: Any = r) -> float | None:
-            return round(r[part] / r[whole], 4) if r[whole] else None
+    return [_row(r) for r in session.execute(query).mappings()]
 
-        row = {k: r[k] for k in COLUMNS if k in r}
-        row |= {"closing_rate": rate("closed", "registered"), "on_time_rate": rate("closed_on_time", "closed"),
-                "rework_rate": rate("reworked", "reached_feedback"), "extension_rate": rate("extended", "registered"),
-                "satisfaction": round(float(r["satisfaction"]), 3) if r["satisfaction"] is not None else None}
-        for name, _, _ in STAGE_SPANS:
-            value = r[f"mean_s_{name}"]
-            row[f"mean_s_{name}"] = round(float(value), 1) if value is not None else None
-        rows.append({k: row.get(k) for k in COLUMNS})
-    return rows
+
+def _row(r: Any) -> dict[str, Any]:
+    """One result row as the API's columns, with the rates derived from its counts."""
+    def rate(part: str, whole: str) -> float | None:
+        return round(r[part] / r[whole], 4) if r[whole] else None
+
+    row = {k: r[k] for k in COLUMNS if k in r}
+    row |= {"closing_rate": rate("closed", "registered"), "on_time_rate": rate("closed_on_time", "closed"),
+            "rework_rate": rate("reworked", "reached_feedback"), "extension_rate": rate("extended", "registered"),
+            "satisfaction": round(float(r["satisfaction"]), 3) if r["satisfaction"] is not None else None}
+    for name, _, _ in STAGE_SPANS:
+        value = r[f"mean_s_{name}"]
+        row[f"mean_s_{name}"] = round(float(value), 1) if value is not None else None
+    return {k: row.get(k) for k in COLUMNS}
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

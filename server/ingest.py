@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, Phase, parse_event
 from gridwatch.server import correlation, registry
+from gridwatch.server.bulk import insert_absent
 from gridwatch.server.categories import CategoryStore, Closing
 from gridwatch.server.clock import Clock, SystemClock
-from gridwatch.server.db import insert_many_if_absent
 from gridwatch.server.lifecycle import OPEN_STAGES, Stage, SystemAction, plan
 from gridwatch.server.models import DeadLetter, EventRecord, Incident, Ticket, TicketTransition
 
@@ -184,7 +184,7 @@ class _Ingest:
                 raw = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
                 letters.append((index, _letter(topic, raw, reason, self.now)))
                 del events[index]
-        inserted = insert_many_if_absent(self.session, EventRecord, [
+        inserted = insert_absent(self.session, EventRecord, [
             _event_row(event, incidents[event.incident_id].ticket_id, self.now) for event in events.values()
         ], "event_id")
         for index, event in events.items():
@@ -228,7 +228,7 @@ class _Ingest:
                          "type": event.type.value, "site_id": event.site_id, "node_id": event.node_id,
                          "camera_id": event.camera_id, "zone_id": event.zone_id, "started_at": event.started_at,
                          "created_at": self.now})
-        created = insert_many_if_absent(self.session, Incident, rows, "incident_id")
+        created = insert_absent(self.session, Incident, rows, "incident_id")
         found = self.session.execute(
             sa.select(Incident.id, Incident.incident_id, Incident.ticket_id, Incident.type, Incident.site_id,
                       Incident.node_id, Incident.camera_id, Incident.zone_id, Incident.fingerprint,
@@ -240,10 +240,11 @@ class _Ingest:
         if not fresh:
             return incidents
         cameras = {(r.site_id, r.camera_id) for r in fresh}
-        places = {camera: registry.locate(self.session, *camera) for camera in cameras}
+        places = correlation.locate_all(self.session, cameras)
         for key in sorted({correlation.lock_key(site, places[(site, cam)]) for site, cam in cameras}):
             correlation.lock(self.session, key)
-        correlator = correlation.Correlator(self.session, self.now, OPEN_STAGE_VALUES, cameras)
+        correlator = correlation.Correlator(self.session, self.now, OPEN_STAGE_VALUES, [
+            (row, self.table.for_type(row.type), places[(row.site_id, row.camera_id)]) for row in fresh])
         for row in fresh:
             self._correlate(correlator, row, earliest[row.incident_id], places[(row.site_id, row.camera_id)])
         self.session.execute(
@@ -276,7 +277,7 @@ class _Ingest:
             )
             row.ticket_id = self.session.scalar(sa.insert(Ticket.__table__).values(**values)
                                                 .returning(Ticket.__table__.c.id))
-            correlator.opened[row.fingerprint] = row.ticket_id
+            correlator.record_open(row, place, row.ticket_id)
             row.created_ticket = True
             row.opened_by = event.event_id
             self.transitions.append(TicketTransition(
