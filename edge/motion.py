@@ -38,10 +38,17 @@ class MotionDetector:
         self.scale = 1.0
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """Grey, then shrink by a whole factor before the last fractional step: OpenCV's area resize
+        has a fast path only for whole factors, and one fractional step (768 → 160) cost 1 ms a
+        frame, as much as the rest of a gated frame's work."""
         height, width = image.shape[:2]
         self.scale = width / self.settings.width
         small_size = (self.settings.width, max(1, round(height / self.scale)))
-        grey = cv2.cvtColor(cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        factor = width // self.settings.width
+        if factor > 1:
+            grey = cv2.resize(grey, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
         return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
 
     def _mask_for(self, shape: tuple[int, int]) -> np.ndarray:
