@@ -28,6 +28,8 @@ def edge() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
 def run(config_path: Path) -> None:
     """Run every camera of the config live and publish events over MQTT until stopped."""
+    from gridwatch.edge.metrics import serve_node_metrics
+    from gridwatch.edge.reload import ConfigReloader
     from gridwatch.edge.runner import LiveNode, evidence_store, mqtt_publisher
 
     config = _load(config_path)
@@ -39,11 +41,16 @@ def run(config_path: Path) -> None:
         raise click.ClickException(f"invalid config {config_path}:\n{exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: node.stopping.set())
     node.start()
+    metrics = serve_node_metrics(config.metrics.host, config.metrics.port, publisher, node.health)
+    reloader = ConfigReloader(config_path, config, node.engine.pipelines, node.engine.scheduler).start()
     try:
         node.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        reloader.stop()
+        if metrics is not None:
+            metrics.close()
         node.stop()
         publisher.close()
 
@@ -56,15 +63,18 @@ def run(config_path: Path) -> None:
 @click.option("--publish", is_flag=True, help="Also publish the events to the config's MQTT broker.")
 @click.option("--start-time", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]),
               help="Wall-clock time of the clip's first frame (default: now).")
+@click.option("--drain-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="With --publish: how long to wait at the end for the broker to acknowledge stored events "
+                   "(what is left stays in the outbox for the next start).")
 def replay(config_path: Path, source: str | None, camera_id: str | None, events_out: Path | None,
-           publish: bool, start_time: datetime | None) -> None:
+           publish: bool, start_time: datetime | None, drain_s: float) -> None:
     """Process a recorded clip on its own clock, as fast as possible, and list the events it causes."""
     from tqdm import tqdm
 
     from gridwatch.edge import runner
     from gridwatch.edge.capture import SourceError
     from gridwatch.edge.config import resolve_source
-    from gridwatch.edge.publish import JsonLinesSink
+    from gridwatch.edge.publish import EventSink, JsonLinesSink
     from gridwatch.models.resolver import ChecksumMismatch, ModelNotFound
 
     config = _load(config_path)
@@ -75,11 +85,12 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
     if source:
         camera = camera.model_copy(update={"source": resolve_source(source, Path.cwd())})
 
-    sinks = []
+    sinks: list[EventSink] = []
     if events_out:
         sinks.append(JsonLinesSink(events_out.open("w", encoding="utf-8")))
-    if publish:
-        sinks.append(runner.mqtt_publisher(config, config_path.parent))
+    publisher = runner.mqtt_publisher(config, config_path.parent) if publish else None
+    if publisher is not None:
+        sinks.append(publisher)
     bar = tqdm(total=None, unit="s", disable=not sys.stderr.isatty(), desc=f"replay {camera.id}",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
 
@@ -96,7 +107,10 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
     finally:
         bar.close()
         for sink in sinks:
-            sink.close()
+            if sink is publisher:
+                publisher.close(drain_s)
+            else:
+                sink.close()
     starts = sum(1 for e in pipeline.events if e.phase.value == "start")
     click.echo(f"{camera.id}: {pipeline.frames_detected} frames detected, {len(pipeline.events)} events "
                f"({starts} incidents)" + (f" -> {events_out}" if events_out else ""), err=True)

@@ -231,6 +231,9 @@ class Mqtt(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str | None = None
     qos: Literal[0, 1, 2] = 1
+    reconnect_max_s: float = Field(
+        30.0, ge=1, le=600, description="Longest wait between reconnect attempts (backoff doubles from 1 s)."
+    )
 
 
 class Server(_Section):
@@ -244,6 +247,13 @@ class OutboxSettings(_Section):
     path: str = Field("outbox.db", description="SQLite file, relative to the config file.")
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    """Prometheus text at /metrics and a liveness check at /healthz (see edge/metrics.py)."""
+
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 exposes it to the LAN.")
+    port: int = Field(9108, ge=0, le=65535, description="0 turns the endpoint off.")
 
 
 PROVIDERS = {
@@ -287,6 +297,7 @@ class EdgeConfig(_Section):
     detector: Detector = Detector()
     evidence: Evidence = Evidence()
     outbox: OutboxSettings = OutboxSettings()
+    metrics: MetricsSettings = MetricsSettings()
     status_period_s: float = Field(10.0, gt=0, description="How often each camera's retained status is refreshed.")
     uniforms: tuple[Uniform, ...] = Field(
         (), description="Uniforms added to (or replacing, by id) the shipped catalogue."

@@ -5,6 +5,11 @@ last will, uploads each snapshot to the server over HTTP (claim-check: images ne
 messages), then publishes the event at QoS 1. paho keeps unacknowledged messages only in memory,
 so with an ``Outbox`` every event is stored on disk first and deleted once the broker acknowledged
 it; what a crash or power cut leaves behind is sent again when the publisher next starts.
+
+With an outbox, nothing is handed to paho while the link is down: paho's queue is unbounded and
+would hold a days-long outage in memory, and an event the outbox drops to stay in its bounds would
+still go out from there. Each (re)connect sends what the outbox holds, in order, and only then do
+new events go straight out again.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class MqttPublisher:
 
     def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None,
                  qos: int = 1, server_url: str | None = None, outbox: Outbox | None = None,
-                 server_token: str | None = None) -> None:
+                 server_token: str | None = None, reconnect_max_s: float = 30.0) -> None:
         self.site_id, self.node_id, self.qos, self.server_url = site_id, node_id, qos, server_url
         self.server_token = server_token
         self.outbox = outbox
@@ -77,16 +82,22 @@ class MqttPublisher:
         # handles: a PUBACK callback may run before publish() has returned the id to map it by.
         self._unacked: list[tuple[int, paho.MQTTMessageInfo]] = []
         self._lock = threading.Lock()
+        # Held while publishing, so a new event never overtakes the stored ones a reconnect sends.
+        self._send_lock = threading.Lock()
+        self._live = False  # connected and the outbox sent: new events may go straight out
+        self._flush_due = threading.Event()
         self._closing = threading.Event()
         self.status_topic = topics.node_status_topic(site_id, node_id)
         self.connected = threading.Event()
+        self.connects = 0  # successful CONNACKs; every one after the first is a reconnect (a metric)
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"gridwatch-edge-{site_id}-{node_id}",
             clean_session=False,
         )
         self.client.max_queued_messages_set(0)  # unbounded in memory; the outbox bounds what is kept
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # The longest wait between attempts bounds how long events sit after the uplink returns.
+        self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(reconnect_max_s)))
         self.client.will_set(self.status_topic, self._status(NodeState.OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -94,7 +105,6 @@ class MqttPublisher:
         self.client.loop_start()
         self._watcher: threading.Thread | None = None
         if outbox is not None:
-            self._resend_stored(outbox)
             self._watcher = threading.Thread(target=self._forget_acknowledged, name="outbox-acks", daemon=True)
             self._watcher.start()
 
@@ -106,22 +116,35 @@ class MqttPublisher:
             log.warning("broker refused the connection: %s", reason_code)
             return
         client.publish(self.status_topic, self._status(NodeState.ONLINE), qos=1, retain=True)
-        self.connected.set()
+        self.connects += 1
+        self.connected.set()  # before the flush request: the flush sends only while connected
+        self._flush_due.set()  # the watcher sends the outbox: a callback must not block paho's loop
         log.info("connected to the broker")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        # No _send_lock here: paho may call this while holding its own locks that a flush needs. An
+        # event published in between is queued by paho (QoS 1), tracked, and resent by paho itself.
+        self._live = False
         log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
 
-    def _resend_stored(self, outbox: Outbox) -> None:
-        """Queue what a previous run stored but never saw acknowledged, in its original order."""
-        last = 0
-        while batch := outbox.pending(after_seq=last, limit=500):
-            for message in batch:
-                self._publish(message.topic, message.payload, message.seq)
-            last = batch[-1].seq
-        if last:
-            log.info("resending %d stored events from the outbox", outbox.depth().messages)
+    def _send_stored(self, outbox: Outbox) -> None:
+        """After a (re)connect: hand paho every stored event it does not hold yet, in order, then go live.
+
+        Events paho still holds from before the drop are its own to resend (clean_session=False)."""
+        with self._send_lock:
+            with self._lock:
+                held = {seq for seq, _ in self._unacked}
+            last, sent = 0, 0
+            while self.connected.is_set() and (batch := outbox.pending(after_seq=last, limit=500)):
+                for message in batch:
+                    if message.seq not in held:
+                        self._publish(message.topic, message.payload, message.seq)
+                        sent += 1
+                last = batch[-1].seq
+            self._live = self.connected.is_set()
+        if sent:
+            log.info("sent %d stored events from the outbox", sent)
 
     def _publish(self, topic: str, payload: bytes, seq: int | None) -> None:
         info = self.client.publish(topic, payload, qos=self.qos)
@@ -134,8 +157,12 @@ class MqttPublisher:
                 self._unacked.append((seq, info))
 
     def _forget_acknowledged(self, period_s: float = 0.1) -> None:
-        """Delete from the outbox what the broker has acknowledged (the QoS 1 PUBACK)."""
+        """Send the outbox after each connect; delete from it what the broker acknowledged (PUBACK)."""
+        assert self.outbox is not None
         while not self._closing.wait(period_s):
+            if self._flush_due.is_set():
+                self._flush_due.clear()
+                self._send_stored(self.outbox)
             self._sweep_acknowledged()
         self._sweep_acknowledged()
 
@@ -166,10 +193,19 @@ class MqttPublisher:
             self._upload_evidence(event, snapshot)
         topic = topics.events_topic(event.site_id, event.node_id, event.camera_id)
         payload = event.to_json().encode()
-        seq = self.outbox.append(topic, payload, event.phase.value) if self.outbox is not None else None
-        self._publish(topic, payload, seq)
-        if self.outbox is not None and (dropped := self.outbox.take_drop_report()):
+        if self.outbox is None:
+            self._publish(topic, payload, None)
+            return
+        seq = self.outbox.append(topic, payload, event.phase.value)
+        with self._send_lock:
+            if self._live:
+                self._publish(topic, payload, seq)
+        if (dropped := self.outbox.take_drop_report()):
             log.warning("outbox full: dropped %s stored events to stay within its bounds", dropped)
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connects - 1)
 
     def publish_camera_status(self, status: CameraStatus) -> None:
         """Retained, so a console that connects later sees every camera's last known health."""
@@ -180,7 +216,8 @@ class MqttPublisher:
         """Give stored events up to ``timeout`` to be acknowledged, announce a clean ``offline``,
         then stop; whatever is still unacknowledged stays in the outbox for the next start."""
         deadline = time.monotonic() + timeout
-        while self._unacked and time.monotonic() < deadline:
+        while (self._unacked or (self.outbox is not None and self.outbox.depth().messages)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, self._status(NodeState.OFFLINE), qos=1, retain=True)

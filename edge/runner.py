@@ -71,7 +71,8 @@ def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPubl
         path = base_dir / path
     outbox = Outbox(path, config.outbox.max_bytes, config.outbox.max_age_s)
     return MqttPublisher(config.site_id, config.node_id, config.mqtt.url, config.mqtt.client_id,
-                         config.mqtt.qos, config.server.url, outbox, config.server.token)
+                         config.mqtt.qos, config.server.url, outbox, config.server.token,
+                         config.mqtt.reconnect_max_s)
 
 
 def replay(

@@ -55,7 +55,12 @@ class Mosquitto:
         conf = conf.replace("listener 1883 127.0.0.1", f"listener {self.port} 127.0.0.1")
         conf = conf.replace("/var/lib/mosquitto/", f"{workdir / 'data'}/")
         self.conf_path = workdir / "mosquitto.conf"
-        self.conf_path.write_text(conf + f"\nlog_dest file {workdir / 'mosquitto.log'}\n")
+        conf += f"\nlog_dest file {workdir / 'mosquitto.log'}\n"
+        if os.geteuid() == 0:
+            # Started as root, Mosquitto drops to user `mosquitto`, which cannot write in pytest's
+            # 0700 tmp dirs: persistence would fail silently and a restart forget every session.
+            conf += "user root\n"
+        self.conf_path.write_text(conf)
         self.proc: subprocess.Popen | None = None
 
     @property
