@@ -51,6 +51,8 @@ from gridwatch.server.schemas import (
     HourlyCount,
     MqttHealth,
     Page,
+    RowId,
+    RowIdQuery,
     SnapshotStored,
     TicketDetail,
     TicketOut,
@@ -68,7 +70,7 @@ SSE_KEEPALIVE_S = 15.0
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 Sha256 = Annotated[str, Path(pattern=SHA256_RE.pattern, description="64 lowercase hex digits")]
 
 
@@ -242,7 +244,7 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         event_type: Annotated[str | None, Query(alias="type")] = None,
         site_id: str | None = None,
         camera_id: str | None = None,
-        ticket_id: int | None = None,
+        ticket_id: RowIdQuery = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> Page[EventOut]:
@@ -322,7 +324,7 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
 
     @app.get("/api/tickets/{ticket_id}", response_model=TicketDetail,
              responses={404: {"model": ErrorResponse}})
-    def get_ticket(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> TicketDetail:
+    def get_ticket(ticket_id: RowId, session: SessionDep, principal: auth.CurrentPrincipal) -> TicketDetail:
         ticket = session.scalar(
             sa.select(Ticket).where(Ticket.id == ticket_id).options(selectinload(Ticket.events))
         )

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 
 from gridwatch.server import accounts
 from gridwatch.server.models import Account, UnitMember
+from gridwatch.server.schemas import ErrorResponse
 
 COOKIE = "gridwatch_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -218,7 +219,7 @@ def _me(account: Account, csrf: str) -> Me:
               person_id=account.person_id, unit=account.unit, csrf_token=csrf)
 
 
-@router.post("/auth/login", response_model=Me)
+@router.post("/auth/login", response_model=Me, responses={429: {"model": ErrorResponse}})
 def login(body: LoginIn, request: Request, response: Response) -> Me:
     state = request.app.state
     limiter: LoginLimiter = state.login_limiter

@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 
 from gridwatch.server import auth, zones
 from gridwatch.server.models import CameraBinding, CameraZones, EventRecord
+from gridwatch.server.schemas import NOT_FOUND, TopicId
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=NOT_FOUND)
 
 
 def _session(request: Request) -> Any:
@@ -99,7 +100,7 @@ def _zones_out(row: CameraZones, published: bool = False) -> ZonesOut:
 
 
 @router.get("/cameras/{site_id}/{node_id}/{camera_id}/zones", response_model=ZonesOut)
-def get_zones(site_id: str, node_id: str, camera_id: str, session: SessionDep) -> ZonesOut:
+def get_zones(site_id: TopicId, node_id: TopicId, camera_id: TopicId, session: SessionDep) -> ZonesOut:
     row = session.get(CameraZones, (site_id, node_id, camera_id))
     if row is None:
         raise HTTPException(404, f"no zone config saved for camera {site_id}/{node_id}/{camera_id}")
@@ -108,7 +109,7 @@ def get_zones(site_id: str, node_id: str, camera_id: str, session: SessionDep) -
 
 @router.put("/cameras/{site_id}/{node_id}/{camera_id}/zones", response_model=ZonesOut,
             dependencies=[auth.require_roles(*auth.MANAGERS)])
-def put_zones(site_id: str, node_id: str, camera_id: str, request: Request, session: SessionDep,
+def put_zones(site_id: TopicId, node_id: TopicId, camera_id: TopicId, request: Request, session: SessionDep,
               principal: auth.CurrentPrincipal, body: Annotated[dict[str, Any], Body()]) -> ZonesOut:
     """Save a camera's zones (the edge config's ``zones`` list) and publish them retained to the edge."""
     try:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gridwatch.broker import contract, topics
 from gridwatch.server import auth
 from gridwatch.server.models import GateOpening
+from gridwatch.server.schemas import TopicId
 
 router = APIRouter(prefix="/api")
 GATE_KEEPERS = ("admin", "supervisor", "security")
@@ -49,8 +50,8 @@ class GateOpeningOut(BaseModel):
 
 @router.post("/gates/{site_id}/{node_id}/{gate_id}/open", response_model=GateOpeningOut, status_code=201,
              dependencies=[auth.require_roles(*GATE_KEEPERS)])
-def open_gate(site_id: str, node_id: str, gate_id: str, body: OpenGateIn, request: Request, session: SessionDep,
-              principal: auth.CurrentPrincipal) -> GateOpeningOut:
+def open_gate(site_id: TopicId, node_id: TopicId, gate_id: TopicId, body: OpenGateIn, request: Request,
+              session: SessionDep, principal: auth.CurrentPrincipal) -> GateOpeningOut:
     """Record the opening (audit first), then publish the open command to the node's gate controller."""
     now = request.app.state.clock.now()
     command = contract.GateCommand(command=contract.GateAction.OPEN, gate_id=gate_id, reason=body.reason,

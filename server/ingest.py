@@ -367,9 +367,12 @@ class _IncidentRow:
 
 
 def _letter(topic: str, payload: bytes, reason: str, now: datetime) -> dict[str, Any]:
+    """A dead-letter row. Topic and reason go to text columns, where PostgreSQL refuses NUL: one
+    such message would roll back its whole batch and be redelivered forever, so NUL is escaped."""
     if len(reason) > MAX_REASON_CHARS:
         reason = reason[: MAX_REASON_CHARS - 1] + "…"
-    return {"topic": topic, "payload": payload, "reason": reason, "received_at": now}
+    return {"topic": topic.replace("\x00", "\\x00"), "payload": payload,
+            "reason": reason.replace("\x00", "\\x00"), "received_at": now}
 
 
 def _event_row(event: Event, ticket_id: int | None, received_at: datetime) -> dict[str, Any]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
+
+from gridwatch.broker.topics import ID_PATTERN
 
 T = TypeVar("T")
 
@@ -208,7 +211,21 @@ class ErrorBody(BaseModel):
     details: list[dict[str, Any]] | None = None
 
 
+# Row ids are INTEGER (int4 on PostgreSQL): a larger number in a URL is a 422, not a database overflow.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
+# Site, node, camera and gate ids in URLs follow the MQTT topic rule, so a bad id is a 422, not a TopicError.
+TopicId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
 class ErrorResponse(BaseModel):
     """Every error the API returns has this shape."""
 
     error: ErrorBody
+
+
+# A 404 documented as JSON even on routes whose success body is text (registry.yaml, registry.csv):
+# with ``model=`` FastAPI would file the error body under the route's own text media type.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}}

@@ -24,7 +24,9 @@ from gridwatch.server import auth, indicators, lifecycle, registry
 from gridwatch.server.categories import CategoryTable
 from gridwatch.server.models import Silence, Ticket, TicketTransition
 from gridwatch.server.schemas import (
+    NOT_FOUND,
     CategoryTableOut,
+    RowId,
     SilenceIn,
     SilenceOut,
     TicketOut,
@@ -32,7 +34,8 @@ from gridwatch.server.schemas import (
     TransitionResult,
 )
 
-router = APIRouter(prefix="/api")
+# Every operation here names a ticket, silence or registry that may not exist.
+router = APIRouter(prefix="/api", responses=NOT_FOUND)
 
 
 def _session(request: Request) -> Any:
@@ -74,7 +77,7 @@ def _visible_ticket(session: Session, ticket_id: int, principal: auth.Principal)
 
 
 @router.post("/tickets/{ticket_id}/transitions", response_model=TransitionResult)
-def transition(ticket_id: int, body: lifecycle.TransitionBody, request: Request, session: SessionDep,
+def transition(ticket_id: RowId, body: lifecycle.TransitionBody, request: Request, session: SessionDep,
                principal: auth.CurrentPrincipal) -> TransitionResult:
     """Act on a ticket as the logged-in person (register, void, dispatch, claim, accept, feedback,
     verify, reject, close, evaluate, return, request/approve/deny_extension, park, unpark). 403 role
@@ -94,7 +97,7 @@ def transition(ticket_id: int, body: lifecycle.TransitionBody, request: Request,
 
 
 @router.get("/tickets/{ticket_id}/actions")
-def ticket_actions(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> list[dict[str, Any]]:
+def ticket_actions(ticket_id: RowId, session: SessionDep, principal: auth.CurrentPrincipal) -> list[dict[str, Any]]:
     """What the logged-in person may do with this ticket at its stage: ``[{action, needs}]``."""
     ticket = _visible_ticket(session, ticket_id, principal)
     if principal.kind != "user":
@@ -103,7 +106,7 @@ def ticket_actions(ticket_id: int, session: SessionDep, principal: auth.CurrentP
 
 
 @router.get("/tickets/{ticket_id}/transitions", response_model=list[TransitionOut])
-def audit_trail(ticket_id: int, session: SessionDep, principal: auth.CurrentPrincipal) -> list[TransitionOut]:
+def audit_trail(ticket_id: RowId, session: SessionDep, principal: auth.CurrentPrincipal) -> list[TransitionOut]:
     _visible_ticket(session, ticket_id, principal)
     rows = session.scalars(sa.select(TicketTransition).where(TicketTransition.ticket_id == ticket_id)
                            .order_by(TicketTransition.id))
@@ -139,7 +142,7 @@ def create_silence(body: SilenceIn, request: Request, session: SessionDep,
 
 @router.post("/silences/{silence_id}/expire", response_model=SilenceOut,
              dependencies=[auth.require_roles(*auth.MANAGERS)])
-def expire_silence(silence_id: int, request: Request, session: SessionDep) -> SilenceOut:
+def expire_silence(silence_id: RowId, request: Request, session: SessionDep) -> SilenceOut:
     row = session.get(Silence, silence_id)
     if row is None:
         raise HTTPException(404, f"no silence {silence_id}")
@@ -239,7 +242,8 @@ def get_indicators(session: SessionDep, by: indicators.GroupBy = "none", period:
     return _indicators(session, by, period, since, until, grid_id, community_id, street_id, event_type)
 
 
-@router.get("/indicators.csv", response_class=PlainTextResponse)
+@router.get("/indicators.csv", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/csv": {}}}})
 def get_indicators_csv(session: SessionDep, by: indicators.GroupBy = "none", period: indicators.Period = "none",
                        since: datetime | None = None, until: datetime | None = None, grid_id: str | None = None,
                        community_id: str | None = None, street_id: str | None = None,
