@@ -18,6 +18,7 @@ import yaml
 from gridwatch.deploy.demo import DEMO_PASSWORD
 from gridwatch.server.accounts import issue_token
 from tests.conftest import REPO, Mosquitto, free_port
+from tests.reliability_helpers import wait_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,20 +39,6 @@ def login_headers(api: str, username: str, password: str) -> dict[str, str]:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return {"Cookie": response.headers["Set-Cookie"].split(";", 1)[0]}
-
-
-def poll(fetch, done, timeout: float):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = fetch()
-            if done(value):
-                return value
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return value
 
 
 def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samples: Path,
@@ -84,7 +71,7 @@ def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samp
         incidents = {e["incident_id"] for e in published}
         assert len(incidents) == 3  # p2, p3 and p5 stay longer than 15 s
 
-        events = poll(lambda: get_json(f"{api}/api/events?limit=100", auth),
+        events = wait_for(lambda: get_json(f"{api}/api/events?limit=100", auth),
                       lambda page: len(page["items"]) == len(published), timeout=30)
         assert {e["event_id"] for e in events["items"]} == {e["event_id"] for e in published}
         tickets = get_json(f"{api}/api/tickets?limit=100", auth)["items"]
@@ -107,7 +94,7 @@ def test_demo_command_shows_tickets_with_snapshots_within_a_minute(tmp_path: Pat
     try:
         started = time.monotonic()
         api = f"http://127.0.0.1:{port}"
-        page = poll(lambda: get_json(f"{api}/api/tickets", login_headers(api, "guard", DEMO_PASSWORD)),
+        page = wait_for(lambda: get_json(f"{api}/api/tickets", login_headers(api, "guard", DEMO_PASSWORD)),
                     lambda p: any(t["snapshot_sha256"] for t in p["items"]), timeout=60)
         elapsed = time.monotonic() - started
         assert page and page["items"], "no ticket within 60 s"
