@@ -56,6 +56,13 @@ class Phase(StrEnum):
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
+    def to_json(self) -> str:
+        """The wire form: field aliases (``schema``, ``class``) as the JSON Schemas name them."""
+        return self.model_dump_json(by_alias=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
 
 class DetectedObject(_Payload):
     """The tracked object the event is about; ``box`` is (x1, y1, x2, y2) normalised to 0..1."""
@@ -104,12 +111,6 @@ class Event(_Payload):
         None, ge=0, description="Seconds from the start of the source clip, when the source is a file."
     )
 
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
 
 class NodeState(StrEnum):
     ONLINE = "online"
@@ -124,9 +125,6 @@ class NodeStatus(_Payload):
     node_id: Id
     state: NodeState
     at: Timestamp
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
 
 
 class CameraStatus(_Payload):
@@ -146,9 +144,6 @@ class CameraStatus(_Payload):
     fps_detected: float = Field(0.0, ge=0, description="Frames the detector ran on per second.")
     frames_dropped: int = Field(0, ge=0, description="Stale frames skipped to stay in real time, since start.")
     detail: str | None = Field(None, max_length=500, description="Why the camera is offline, when it is.")
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
 
 
 class TicketTransition(_Payload):
@@ -172,9 +167,6 @@ class TicketTransition(_Payload):
     at: Timestamp
     version: int = Field(ge=1)
     details: dict[str, Any] = Field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
 
 
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -200,9 +192,6 @@ class GateCommand(_Payload):
     reason: str = Field(min_length=1, max_length=200)
     issued_at: Timestamp
 
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
-
 
 class GateAckStatus(StrEnum):
     DONE = "done"
@@ -219,9 +208,6 @@ class GateAck(_Payload):
     status: GateAckStatus
     detail: str | None = Field(None, max_length=200)
     at: Timestamp
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
 
 
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
