@@ -134,12 +134,37 @@ class CameraPipeline:
 
     def finish(self) -> list[Event]:
         """The source ended: close open incidents, with the last frame seen as their evidence."""
-        emitted = []
-        for zone, rule, detector in self.rules:
-            for rule_event in detector.finish(self.last_time_s):
-                area = self._area(zone.id, self.last_image) if self.last_image is not None else None
-                emitted.append(self._emit(rule_event, self.last_image, area, rule))
-        return emitted
+        return [event for zone, rule, detector in self.rules for event in self._close(zone, rule, detector)]
+
+    def _close(self, zone: Zone, rule: Rule, detector: ZoneRule) -> list[Event]:
+        """End a rule's open incidents now, on the geometry they were raised with."""
+        area = self._area(zone.id, self.last_image) if self.last_image is not None else None
+        return [self._emit(rule_event, self.last_image, area, rule)
+                for rule_event in detector.finish(self.last_time_s)]
+
+    def replace_zones(self, camera: Camera) -> tuple[int, int]:
+        """Take the zones and rules of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
+
+        An unchanged rule keeps its state and open incident; a changed or removed one ends its
+        incident first. The caller makes sure no frame is in the pipeline meanwhile."""
+        def key(zone: Zone, rule: Rule) -> str:
+            return zone.model_dump_json(exclude={"rules", "name"}) + rule.model_dump_json()
+
+        running = {key(zone, rule): (zone, rule, detector) for zone, rule, detector in self.rules}
+        wanted = {key(zone, rule) for zone in camera.zones for rule in zone.rules}
+        for k, (zone, rule, detector) in running.items():
+            if k not in wanted:
+                self._close(zone, rule, detector)
+        rules = [(zone, rule, running[key(zone, rule)][2] if key(zone, rule) in running else self._rule(zone, rule))
+                 for zone in camera.zones for rule in zone.rules]
+        old_zones = {zone.id: zone for zone in self.camera.zones}
+        self.membership = {z.id: self.membership[z.id] if old_zones.get(z.id) == z else ZoneMembership(z.inertia)
+                           for z in camera.zones}
+        self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
+        self.camera, self.rules = camera, rules
+        self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
+        kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
+        return kept, len(rules) - kept
 
     def camera_event(self, event_type: EventType, phase: Phase, incident_id: str, started_s: float, now_s: float,
                      image: np.ndarray | None = None, attributes: dict | None = None) -> Event:

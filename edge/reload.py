@@ -20,7 +20,6 @@ from pathlib import Path
 from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, load_config
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.scheduler import Scheduler
-from gridwatch.edge.zones import ZoneMembership
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +43,6 @@ def restart_needed(running: EdgeConfig, new: EdgeConfig) -> list[str]:
 
 def _objects(camera: Camera) -> set[str]:
     return {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
-
-
-def swap_zones(pipeline: CameraPipeline, camera: Camera) -> tuple[int, int]:
-    """Give ``pipeline`` the zones and rules of ``camera``; return (rules kept, rules rebuilt).
-
-    The caller holds the camera's scheduler slot, so no frame is in the pipeline meanwhile."""
-    def key(zone, rule) -> str:
-        return zone.model_dump_json(exclude={"rules", "name"}) + rule.model_dump_json()
-
-    running = {key(zone, rule): (zone, rule, detector) for zone, rule, detector in pipeline.rules}
-    wanted = {key(zone, rule) for zone in camera.zones for rule in zone.rules}
-    for k, (zone, rule, detector) in running.items():
-        if k not in wanted:  # end its open incident now, on the geometry it was raised with
-            area = pipeline._area(zone.id, pipeline.last_image) if pipeline.last_image is not None else None
-            for rule_event in detector.finish(pipeline.last_time_s):
-                pipeline._emit(rule_event, pipeline.last_image, area, rule)
-    rules = [(zone, rule, running[key(zone, rule)][2] if key(zone, rule) in running else pipeline._rule(zone, rule))
-             for zone in camera.zones for rule in zone.rules]
-    old_zones = {zone.id: zone for zone in pipeline.camera.zones}
-    pipeline.membership = {z.id: pipeline.membership[z.id] if old_zones.get(z.id) == z else ZoneMembership(z.inertia)
-                           for z in camera.zones}
-    pipeline.inside = {z.id: pipeline.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
-    pipeline.camera, pipeline.rules = camera, rules
-    pipeline.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
-    kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
-    return kept, len(rules) - kept
 
 
 class ConfigReloader:
@@ -120,7 +93,7 @@ class ConfigReloader:
         summary = []
         for index, (pipeline, camera) in enumerate(zip(self.pipelines, new.cameras, strict=True)):
             with self._slot(index):
-                kept, rebuilt = swap_zones(pipeline, camera)
+                kept, rebuilt = pipeline.replace_zones(camera)
             summary.append(f"{camera.id}: {len(camera.zones)} zones, {kept} rules kept, {rebuilt} rebuilt")
         self.config = new
         log.info("config reloaded without restarting streams: %s", "; ".join(summary))

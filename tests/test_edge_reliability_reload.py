@@ -86,7 +86,6 @@ def replay_with_swap(samples: Path, tmp_path: Path, at_s: float, change) -> list
     from gridwatch.edge.config import load_config
     from gridwatch.edge.evidence import EvidenceStore
     from gridwatch.edge.pipeline import CameraPipeline
-    from gridwatch.edge.reload import swap_zones
     from gridwatch.edge.runner import build_detector
 
     config = load_config(REPO / "tests" / "data" / "table-zone.yaml")
@@ -97,7 +96,7 @@ def replay_with_swap(samples: Path, tmp_path: Path, at_s: float, change) -> list
     try:
         for frame in source.frames(Sampler(camera.detect_fps)):
             if not swapped and frame.source_time_s >= at_s:
-                swap_zones(pipeline, change(camera))
+                pipeline.replace_zones(change(camera))
                 swapped = True
             pipeline.process(frame)
         pipeline.finish()
