@@ -1,4 +1,5 @@
-"""``python -m bench [detector|pipeline|gating|accuracy|outbox ...]``: run the edge benchmarks (all by default)."""
+"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|replicas ...]``: the edge benchmarks (all by
+default), and ``replicas`` (server ingest on the clustered broker, bench/replicas.py) when named."""
 
 from __future__ import annotations
 
@@ -7,18 +8,29 @@ import sys
 from bench import accuracy, detector, gating, outbox, pipeline
 from bench.common import quiet_opencv
 
-BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "gating": gating.main, "accuracy": accuracy.main,
-              "outbox": outbox.main}
+BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": pipeline.overhead,
+              "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main}
+
+
+def _replicas() -> None:
+    from bench import replicas  # the server extra and a broker cluster: not needed by the edge benchmarks
+
+    replicas.main()
+
+
+# Server-side benchmarks start a broker cluster and PostgreSQL databases: only when named.
+ON_REQUEST = {"replicas": _replicas}
 
 
 def main(argv: list[str]) -> None:
     quiet_opencv()
     names = argv or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
+    known = BENCHMARKS | ON_REQUEST
+    unknown = [n for n in names if n not in known]
     if unknown:
-        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(known)}")
     for name in names:
-        BENCHMARKS[name]()
+        known[name]()
 
 
 if __name__ == "__main__":

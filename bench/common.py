@@ -7,7 +7,12 @@ machine, because an edge box (and this 2-core CI machine) is noisy.
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -55,6 +60,62 @@ def sampled_frames(clip: str, fps: float = DETECT_FPS) -> list[np.ndarray]:
         return [frame.image for frame in source.frames(Sampler(fps))]
     finally:
         source.close()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Frames done in a measured window: per wall second, and per second of this process's CPU time.
+
+    Six agents share this 2-core machine, so the wall-clock share a run gets changes from one
+    second to the next; the CPU seconds a frame costs (all our threads: decoding, inference,
+    tracking) barely do. Both are reported; ratios of the CPU figure are the stable ones."""
+
+    frames: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.frames / self.wall_s
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.frames / self.cpu_s
+
+
+class Stopwatch:
+    """Wall and process CPU time since it was made; ``throughput(frames)`` reads both."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def throughput(self, frames: int) -> Throughput:
+        return Throughput(frames, time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
+def interleaved(rounds: int, steps: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
+    """Run every step once per round, in order (A B C A B C ...), and collect each step's results.
+
+    Other work on the machine comes and goes within seconds; measuring what is compared close
+    together, several times, and comparing round by round keeps that noise out of the ratios.
+    """
+    results: dict[str, list[T]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            results[name].append(step())
+    return results
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` of a list of measurements, for tables and summaries."""
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

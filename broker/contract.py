@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from gridwatch.broker.topics import ID_PATTERN
+from gridwatch.broker.topics import Id
+
+# The edge's own zone model (pydantic and PyYAML only, no OpenCV): a config the console publishes is
+# checked by exactly the rules the edge loads zones with, and its JSON Schema is that model's.
+from gridwatch.edge.config import Zone
 
 EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
@@ -22,8 +26,8 @@ CAMERA_STATUS_SCHEMA = "gridwatch.camera-status/1"
 TICKET_TRANSITION_SCHEMA = "gridwatch.ticket-transition/1"
 GATE_COMMAND_SCHEMA = "gridwatch.gate-command/1"
 GATE_ACK_SCHEMA = "gridwatch.gate-ack/1"
+CAMERA_CONFIG_SCHEMA = "gridwatch.camera-config/1"
 
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 # ISO-8601 with a zone. The pattern makes the JSON Schema as strict as the model: validators that do
 # not check `format: date-time` would otherwise accept naive or nonsense timestamps.
@@ -43,6 +47,13 @@ class EventType(StrEnum):
     COURIER_OVERSTAY = "courier_overstay"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_TAMPER = "camera_tamper"
+    # Raised by the node itself: its outbox dropped stored events to stay within its bounds.
+    EDGE_OUTBOX_OVERFLOW = "edge_outbox_overflow"
+
+
+# Where node-level events (not about one camera's view) are published: camera ``node``, zone ``outbox``.
+NODE_CAMERA_ID = "node"
+OUTBOX_ZONE_ID = "outbox"
 
 
 class Phase(StrEnum):
@@ -109,6 +120,12 @@ class Event(_Payload):
     snapshot: SnapshotRef | None = None
     source_time_s: float | None = Field(
         None, ge=0, description="Seconds from the start of the source clip, when the source is a file."
+    )
+    seq: int | None = Field(
+        None, ge=1, le=2**63 - 1,
+        description="Per-node sequence number: every event a node publishes through its outbox takes the next "
+        "one, kept on disk across restarts, so a gap tells the server an event was lost (or is late). Absent "
+        "from replays written to a file.",
     )
 
 
@@ -210,6 +227,32 @@ class GateAck(_Payload):
     at: Timestamp
 
 
+def _unique_zone_ids(zones: tuple[Zone, ...]) -> tuple[Zone, ...]:
+    ids = [zone.id for zone in zones]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"zone ids must be unique within a camera: {ids}")
+    return zones
+
+
+# One camera's zones, checked as the edge checks them (the console validates a save with this too).
+ZoneList = Annotated[tuple[Zone, ...], AfterValidator(_unique_zone_ids)]
+
+
+class CameraConfig(_Payload):
+    """A camera's zones and rules as saved in the console, published retained by the server.
+
+    The node applies a config whose ``version`` is newer than the one it runs, without restarting
+    the stream; ``zones`` is the edge config's ``cameras[].zones`` list, validated by the same model.
+    """
+
+    schema_: str = Field(CAMERA_CONFIG_SCHEMA, alias="schema", pattern=r"^gridwatch\.camera-config/1$")
+    site_id: Id
+    node_id: Id
+    camera_id: Id
+    version: int = Field(ge=1, le=2**63 - 1, description="Increases with every save; the node ignores older ones.")
+    zones: ZoneList = Field(description="The camera's zones, as under cameras[].zones in the edge config.")
+
+
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "event": Event,
     "node-status": NodeStatus,
@@ -217,6 +260,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "ticket-transition": TicketTransition,
     "gate-command": GateCommand,
     "gate-ack": GateAck,
+    "camera-config": CameraConfig,
 }
 
 

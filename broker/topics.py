@@ -8,6 +8,7 @@ layout and no code formats topic strings by hand::
     gridwatch/v1/<site>/<node>/<camera>/events        events (QoS 1)
     gridwatch/v1/<site>/<node>/commands               commands to the node's devices, e.g. open a gate (QoS 1)
     gridwatch/v1/<site>/<node>/commands/ack           a device's acknowledgement of a command (QoS 1)
+    gridwatch/v1/<site>/<node>/<camera>/config        a camera's zones from the console, server → node (retained)
     gridwatch/v1/<site>/_tickets/<ticket>/transitions ticket lifecycle, server → integrators (QoS 1)
 """
 
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import StringConstraints
 
 ROOT = "gridwatch"
 VERSION = "v1"
@@ -24,6 +28,10 @@ PREFIX = f"{ROOT}/{VERSION}"
 # (CVE-2017-7650), so ids are restricted to a safe alphabet before they ever reach a topic.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
+# The same rule as a pydantic type, for payload and config models. It lives here, not in contract.py,
+# because the contract validates camera configs with the edge's Zone model and edge/config.py needs
+# Id too: defining it in contract.py would make the two modules import each other.
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/+/events"
 STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
@@ -31,6 +39,7 @@ STATUS_SUBSCRIPTIONS = (f"{PREFIX}/+/+/status", f"{PREFIX}/+/+/+/status")
 TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/_tickets/+/transitions"
 COMMANDS_FILTER = f"{PREFIX}/+/+/commands"  # every node's commands (the server writes there)
 COMMAND_ACKS_FILTER = f"{COMMANDS_FILTER}/ack"  # every gate controller's answers (the server reads)
+CONFIGS_FILTER = f"{PREFIX}/+/+/+/config"  # every camera's config (the server writes there)
 
 
 class TopicError(ValueError):
@@ -80,6 +89,22 @@ def node_command_ack_topic(site_id: str, node_id: str) -> str:
     return node_commands_topic(site_id, node_id) + "/ack"
 
 
+def camera_config_topic(site_id: str, node_id: str, camera_id: str) -> str:
+    """Where the server publishes a camera's zone config saved in the console (QoS 1, retained).
+
+    Retained, so a node that was offline (or restarts) gets the newest config when it subscribes.
+    """
+    return "/".join(
+        (PREFIX, check_id("site_id", site_id), check_id("node_id", node_id),
+         check_id("camera_id", camera_id), "config")
+    )
+
+
+def node_configs_filter(site_id: str, node_id: str) -> str:
+    """The one subscription a node needs for the configs of all its cameras (and all its ACL lets it read)."""
+    return "/".join((PREFIX, check_id("site_id", site_id), check_id("node_id", node_id), "+", "config"))
+
+
 @dataclass(frozen=True)
 class EventTopic:
     site_id: str
@@ -87,15 +112,24 @@ class EventTopic:
     camera_id: str
 
 
-def parse_events_topic(topic: str) -> EventTopic:
-    """Split an events topic into its ids; raise TopicError for anything else."""
+def _camera_topic_ids(topic: str, leaf: str) -> EventTopic:
     parts = topic.split("/")
-    if len(parts) != 6 or parts[0] != ROOT or parts[1] != VERSION or parts[5] != "events":
-        raise TopicError(f"not a {PREFIX} events topic: {topic!r}")
+    if len(parts) != 6 or parts[0] != ROOT or parts[1] != VERSION or parts[5] != leaf:
+        raise TopicError(f"not a {PREFIX} {leaf} topic: {topic!r}")
     site_id, node_id, camera_id = parts[2:5]
     for kind, value in (("site_id", site_id), ("node_id", node_id), ("camera_id", camera_id)):
         check_id(kind, value)
     return EventTopic(site_id, node_id, camera_id)
+
+
+def parse_events_topic(topic: str) -> EventTopic:
+    """Split an events topic into its ids; raise TopicError for anything else."""
+    return _camera_topic_ids(topic, "events")
+
+
+def parse_camera_config_topic(topic: str) -> EventTopic:
+    """Split a camera config topic into its ids; raise TopicError for anything else."""
+    return _camera_topic_ids(topic, "config")
 
 
 def ticket_transitions_topic(site_id: str, ticket_id: int) -> str:

@@ -13,6 +13,7 @@ import click
 
 from gridwatch.broker.cli import broker
 from gridwatch.deploy.demo import demo
+from gridwatch.deploy.sim import sim
 from gridwatch.edge.cli import edge
 from gridwatch.models.cli import models
 from gridwatch.server.cli import server
@@ -29,5 +30,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (demo, edge, server, broker, models):
+for command in (demo, edge, server, broker, models, sim):
     main.add_command(command)

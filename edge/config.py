@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gridwatch.broker.contract import Id
+from gridwatch.broker.topics import Id
 
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -163,7 +163,9 @@ def _at_least_a_triangle(polygon: tuple[Point, ...]) -> tuple[Point, ...]:
 class Zone(_Section):
     id: Id
     name: str | None = None
-    polygon: tuple[Point, ...] = Field(description="Vertices in normalised image coordinates (0..1).")
+    # minItems: the published camera-config JSON Schema is as strict as the validator below.
+    polygon: tuple[Point, ...] = Field(description="Vertices in normalised image coordinates (0..1).",
+                                       json_schema_extra={"minItems": 3})
     inertia: int = Field(
         2, ge=1, le=30, description="Detector updates an object must be in (or out) before it counts as in (out)."
     )
@@ -185,7 +187,8 @@ class Motion(_Section):
         0.0005, ge=0, lt=1, description="Smallest moving blob, as a fraction of the frame, that counts."
     )
     refresh_s: float = Field(
-        2.0, gt=0, description="How often tracked objects are re-detected while nothing new moves."
+        2.0, gt=0, description="How often tracked objects are re-checked while nothing new moves (on pixels; "
+        "by the detector when a box changed, and at least every 4th time)."
     )
     masks: tuple[tuple[Point, ...], ...] = Field(
         (), description="Polygons (normalised) where motion is ignored: trees, timestamp overlays."
@@ -227,6 +230,20 @@ class Camera(_Section):
         return self
 
 
+class MqttTls(_Section):
+    """Files for an ``mqtts://`` broker with a private CA and/or client certificates (relative to the config)."""
+
+    ca_file: str | None = Field(None, description="PEM CA bundle that signed the broker's certificate.")
+    cert_file: str | None = Field(None, description="PEM client certificate (Mosquitto require_certificate).")
+    key_file: str | None = Field(None, description="PEM private key of cert_file, unless cert_file holds it.")
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttTls:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
 class Mqtt(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str | None = None
@@ -234,6 +251,25 @@ class Mqtt(_Section):
     reconnect_max_s: float = Field(
         30.0, ge=1, le=600, description="Longest wait between reconnect attempts (backoff doubles from 1 s)."
     )
+    tls: MqttTls = MqttTls()
+
+    @model_validator(mode="after")
+    def _tls_needs_mqtts(self) -> Mqtt:
+        if self.tls != MqttTls() and not self.url.startswith("mqtts://"):
+            raise ValueError("tls files are set, so the url must start with mqtts://")
+        return self
+
+    def resolved(self, base_dir: Path) -> Mqtt:
+        """TLS paths made absolute relative to the config file, each checked to exist."""
+        files = {}
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self.tls, name)
+            if value is not None:
+                path = (base_dir / value).resolve()
+                if not path.is_file():
+                    raise ConfigError(f"mqtt.tls.{name}: no such file {str(path)!r}")
+                files[name] = str(path)
+        return self.model_copy(update={"tls": self.tls.model_copy(update=files)})
 
 
 class Server(_Section):
@@ -371,7 +407,7 @@ def parse_config(data: object, base_dir: Path | None = None) -> EdgeConfig:
         u.model_copy(update={"examples": tuple(str((base_dir / e).resolve()) for e in u.examples)})
         for u in config.uniforms
     )
-    return config.model_copy(update={"cameras": cameras, "uniforms": uniforms})
+    return config.model_copy(update={"cameras": cameras, "uniforms": uniforms, "mqtt": config.mqtt.resolved(base_dir)})
 
 
 def resolve_source(source: str, base_dir: Path) -> str:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import GateAck, GateAction, GateCommand, now_utc
-from gridwatch.broker.mqtt_url import connect_client, parse_mqtt_url
+from gridwatch.broker.mqtt_url import TlsFiles, connect_client, parse_mqtt_url
 from gridwatch.edge.config import GatePolicy
 from gridwatch.edge.timewindows import in_windows
 
@@ -39,7 +39,8 @@ def entry_decision(policy: GatePolicy, uniform_id: str, at: datetime) -> str:
 class GateClient:
     """Publishes gate commands for one node and collects the controllers' acks by command id."""
 
-    def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None) -> None:
+    def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None,
+                 tls: TlsFiles | None = None) -> None:
         self.commands_topic = topics.node_commands_topic(site_id, node_id)
         self.ack_topic = topics.node_command_ack_topic(site_id, node_id)
         self.acks: dict[str, GateAck] = {}
@@ -50,7 +51,7 @@ class GateClient:
         self.client.on_connect = lambda client, *_: client.subscribe(self.ack_topic, qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
-        connect_client(self.client, parse_mqtt_url(url))
+        connect_client(self.client, parse_mqtt_url(url), tls=tls)
         self.client.loop_start()
 
     def _on_message(self, client, userdata, message) -> None:

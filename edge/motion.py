@@ -4,8 +4,16 @@ The detector is the expensive part of the edge (tens of ms a frame); a grey, dow
 difference against a slowly updated background costs well under a millisecond. A camera where
 nothing moves and nothing is tracked therefore costs one decode and this stage. Motion that is
 already explained by a tracked object (it lies inside that object's box, grown a little) does not
-trigger the detector; tracked objects are instead re-detected every ``refresh_s`` so a stationary
+trigger the detector; tracked objects are instead re-checked every ``refresh_s`` so a stationary
 person stays known. Masked regions (swaying trees, timestamp overlays) never count as motion.
+
+The re-check is cheap when it can be: if every tracked box looks as it did at the last detection
+(the same downscaled grey pixels, within the motion threshold), the objects are where the detector
+last saw them and it would find them again, so the check passes without it. The background model
+cannot answer this (it absorbs a seated person within seconds), the detection-time view can. Only
+every ``CHEAP_REFRESHES + 1``-th refresh, or a changed box, runs the detector. A refresh passed this
+way counts as a detector update for zone membership (``verified``), so an object that stands still
+right after it entered still gets in after the zone's ``inertia`` updates.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ SWAY = 0.5              # a blob larger than this share of the box is the object
 MOTION_PERIOD_S = 0.4            # something tracked is moving: every 2nd frame at 5 detect-fps
 UNTRACKED_MOTION_PERIOD_S = 0.6  # motion but nothing tracked (passing cars, leaves): every 3rd frame
 HALF_FRAME_S = 0.1               # sampled timestamps jitter; a period is met within half a 5-fps frame
+STILL = 0.05           # share of a track box's pixels that may change and the object still count as unmoved
+CHEAP_REFRESHES = 3    # refreshes in a row passed by the pixel check before the detector must look again
 
 
 class MotionDetector:
@@ -35,6 +45,7 @@ class MotionDetector:
         self.settings = settings
         self.background: np.ndarray | None = None
         self.mask: np.ndarray | None = None
+        self.grey: np.ndarray | None = None  # the last frame, as the motion stage sees it
         self.scale = 1.0
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
@@ -60,9 +71,9 @@ class MotionDetector:
 
     def regions(self, image: np.ndarray) -> list[np.ndarray]:
         """Boxes (x1, y1, x2, y2, frame pixels) that changed since the background; [] on the first frame."""
-        grey = self._prepare(image)
+        grey = self.grey = self._prepare(image)
         if self.background is None or self.background.shape != grey.shape:
-            self.background, self.mask = grey, self._mask_for(grey.shape)
+            self.background, self.mask = grey.copy(), self._mask_for(grey.shape)  # updated in place below
             return []
         diff = cv2.absdiff(grey, self.background)
         cv2.accumulateWeighted(grey, self.background, BACKGROUND_ALPHA)
@@ -76,6 +87,19 @@ class MotionDetector:
             if w * h >= min_area:
                 boxes.append(np.array([x, y, x + w, y + h], np.float32) * self.scale)
         return boxes
+
+    def unchanged(self, reference: np.ndarray, boxes: Sequence[np.ndarray]) -> bool:
+        """True when, inside every box (frame pixels), the last frame matches ``reference`` (a past ``grey``)."""
+        if self.grey is None or self.grey.shape != reference.shape:
+            return False
+        height, width = reference.shape
+        for box in boxes:
+            x1, y1, x2, y2 = (int(v) for v in np.round(np.asarray(box) / self.scale))
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, max(x2, x1 + 1)), min(height, max(y2, y1 + 1))
+            diff = cv2.absdiff(self.grey[y1:y2, x1:x2], reference[y1:y2, x1:x2])
+            if diff.size == 0 or np.count_nonzero(diff > self.settings.threshold) > STILL * diff.size:
+                return False
+        return True
 
 
 def explained(region: np.ndarray, track_boxes: Sequence[np.ndarray]) -> bool:
@@ -111,18 +135,31 @@ class MotionGate:
         self.settings = settings
         self.motion = MotionDetector(settings)
         self.last_detect_s: float | None = None
+        self.last_refresh_s = 0.0
+        self.reference: np.ndarray | None = None  # the motion stage's view at the last detection
+        self.cheap_refreshes = 0
+        self.verified = False  # this frame's refresh passed on pixels: the tracks stand as if re-detected
 
     def needs_detection(self, image: np.ndarray, now_s: float, track_boxes: Sequence[np.ndarray],
                         unconfirmed: bool) -> bool:
         """Detect on the first frame, on unconfirmed objects, on unexplained motion at most every motion
         period, and to refresh tracks."""
+        self.verified = False
         regions = self.motion.regions(image) if self.settings.enabled else []
         if not self.settings.enabled or self.last_detect_s is None or unconfirmed:
             return True
         since_s = now_s - self.last_detect_s
         if any(not explained(region, track_boxes) for region in regions):
             return since_s >= (MOTION_PERIOD_S if track_boxes else UNTRACKED_MOTION_PERIOD_S) - HALF_FRAME_S
-        return bool(track_boxes) and since_s >= self.settings.refresh_s
+        if not track_boxes or now_s - self.last_refresh_s < self.settings.refresh_s:
+            return False
+        if self.cheap_refreshes < CHEAP_REFRESHES and self.reference is not None \
+                and self.motion.unchanged(self.reference, track_boxes):
+            self.cheap_refreshes += 1
+            self.last_refresh_s, self.verified = now_s, True
+            return False
+        return True
 
     def detected(self, now_s: float) -> None:
-        self.last_detect_s = now_s
+        self.last_detect_s = self.last_refresh_s = now_s
+        self.reference, self.cheap_refreshes = self.motion.grey, 0

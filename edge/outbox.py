@@ -4,7 +4,10 @@ paho-mqtt keeps unacknowledged QoS 1 messages only in memory, so a power cut or 
 them. Every message is written here before it is handed to paho and deleted only after the broker's
 PUBACK; after a restart whatever is left is sent again (the server's ``event_id`` constraint makes a
 resend harmless). ``seq`` is an AUTOINCREMENT key: it never goes back, even across restarts and
-deletions, so it also serves as the order of sending.
+deletions, so it serves as the order of sending and as the node's event sequence number: the
+publisher writes it into the event (``Event.seq``) in the same transaction that stores it, and the
+server reports a gap in a node's numbers as lost (or late) events. A dropped event leaves its gap on
+purpose: that is how the server learns of the loss.
 
 The outbox is bounded, because a gate box's disk is small and an uplink can be down for days.
 Overflow policy, applied after every append:
@@ -14,8 +17,9 @@ Overflow policy, applied after every append:
 2. by size: while the stored bytes exceed ``max_bytes``, drop the oldest ``update``, then the oldest
    ``end``, then the oldest ``start`` (so the newest starts are the last to go), then anything else.
 
-Every drop is counted per phase and persisted; ``take_drop_report()`` hands the counts since the
-last report to the caller, who reports them as a metric and an event.
+Every drop is counted per phase and persisted, with the time range of the dropped messages;
+``take_drop_report()`` hands the counts since the last report to the caller, who reports them as a
+metric and an ``edge_outbox_overflow`` event. Unreported counts survive a restart.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_phase_seq ON outbox (phase, seq);
 CREATE TABLE IF NOT EXISTS dropped (phase TEXT PRIMARY KEY, total INTEGER NOT NULL, unreported INTEGER NOT NULL);
+-- When the unreported drops were created (a separate table: outbox files from before it keep working).
+CREATE TABLE IF NOT EXISTS dropped_span (id INTEGER PRIMARY KEY CHECK (id = 1), first_at REAL, last_at REAL);
 """
 
 # Drop order under the size bound: the first phase with queued messages loses its oldest one.
@@ -53,6 +59,22 @@ class OutboxMessage:
     payload: bytes
     phase: str
     created_at: float
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """Drops since the last report: counts per phase and when the dropped messages were stored."""
+
+    phases: dict[str, int]
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.phases)
+
+    @property
+    def total(self) -> int:
+        return sum(self.phases.values())
 
 
 @dataclass(frozen=True)
@@ -74,20 +96,33 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # WAL + FULL: each commit is fsynced
         self._db.executescript(SCHEMA)
+        # In memory, so a caller can ask "anything to report?" without a write transaction.
+        self.unreported_drops = self._db.execute("SELECT 1 FROM dropped WHERE unreported > 0").fetchone() is not None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def append(self, topic: str, payload: bytes, phase: str) -> int:
-        """Store durably, enforce the bounds, return the message's sequence number."""
+    def append(self, topic: str, payload: bytes | Callable[[int], bytes], phase: str, enforce: bool = True) -> int:
+        """Store durably, enforce the bounds, return the message's sequence number.
+
+        ``payload`` may be a function of the sequence number, called inside the transaction that
+        takes it: the number written into the message is then the one it is stored under.
+        ``enforce=False`` stores without dropping anything (a drop report must not cause drops of
+        its own); the next append enforces the bounds again."""
         now = self.clock()
         with self._lock, self._transaction():
             seq = self._db.execute(
-                "INSERT INTO outbox (topic, payload, phase, created_at, size) VALUES (?, ?, ?, ?, ?)",
-                (topic, payload, phase, now, len(payload) + len(topic)),
-            ).lastrowid
-            self._enforce_bounds(now)
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM outbox), 0)) + 1"
+            ).fetchone()[0]
+            body = payload(seq) if callable(payload) else payload
+            self._db.execute(
+                "INSERT INTO outbox (seq, topic, payload, phase, created_at, size) VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, topic, body, phase, now, len(body) + len(topic)),
+            )
+            if enforce:
+                self._enforce_bounds(now)
         return int(seq)
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxMessage]:
@@ -116,35 +151,48 @@ class Outbox:
         with self._lock:
             return dict(self._db.execute("SELECT phase, total FROM dropped").fetchall())
 
-    def take_drop_report(self) -> dict[str, int]:
-        """Drops since the last call, per phase (empty when nothing was dropped)."""
+    def take_drop_report(self) -> DropReport:
+        """Drops since the last call (false when nothing was dropped)."""
         with self._lock, self._transaction():
-            report = dict(self._db.execute("SELECT phase, unreported FROM dropped WHERE unreported > 0").fetchall())
+            phases = dict(self._db.execute("SELECT phase, unreported FROM dropped WHERE unreported > 0").fetchall())
+            span = self._db.execute("SELECT first_at, last_at FROM dropped_span").fetchone()
             self._db.execute("UPDATE dropped SET unreported = 0")
-        return report
+            self._db.execute("DELETE FROM dropped_span")
+            self.unreported_drops = False
+        return DropReport(phases, *(span or (None, None)))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
     def _enforce_bounds(self, now: float) -> None:
         drops: Counter[str] = Counter()
+        created: list[float] = []
         keep = ",".join("?" * len(KEEP_PAST_AGE))
         expired = self._db.execute(
-            f"SELECT seq, phase FROM outbox WHERE created_at < ? AND phase NOT IN ({keep})",
+            f"SELECT seq, phase, created_at FROM outbox WHERE created_at < ? AND phase NOT IN ({keep})",
             (now - self.max_age_s, *KEEP_PAST_AGE),
         ).fetchall()
-        for seq, phase in expired:
+        for seq, phase, created_at in expired:
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             drops[phase] += 1
+            created.append(created_at)
         total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
         while total > self.max_bytes:
             victim = self._next_victim()
             if victim is None:
                 break
-            seq, phase, size = victim
+            seq, phase, size, created_at = victim
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             drops[phase] += 1
+            created.append(created_at)
             total -= size
+        if created:
+            self.unreported_drops = True
+            self._db.execute(
+                "INSERT INTO dropped_span (id, first_at, last_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                (min(created), max(created)),
+            )
         for phase, count in drops.items():
             self._db.execute(
                 "INSERT INTO dropped (phase, total, unreported) VALUES (?, ?, ?) "
@@ -153,16 +201,17 @@ class Outbox:
                 (phase, count, count),
             )
 
-    def _next_victim(self) -> tuple[int, str, int] | None:
+    def _next_victim(self) -> tuple[int, str, int, float] | None:
         for phase in DROP_ORDER:
             row = self._db.execute(
-                "SELECT seq, phase, size FROM outbox WHERE phase = ? ORDER BY seq LIMIT 1", (phase,)
+                "SELECT seq, phase, size, created_at FROM outbox WHERE phase = ? ORDER BY seq LIMIT 1", (phase,)
             ).fetchone()
             if row:
                 return row
         listed = ",".join("?" * len(DROP_ORDER))
         return self._db.execute(
-            f"SELECT seq, phase, size FROM outbox WHERE phase NOT IN ({listed}) ORDER BY seq LIMIT 1", DROP_ORDER
+            f"SELECT seq, phase, size, created_at FROM outbox WHERE phase NOT IN ({listed}) ORDER BY seq LIMIT 1",
+            DROP_ORDER,
         ).fetchone()
 
 

@@ -117,6 +117,7 @@ class CameraPipeline:
             self.gate.detected(frame.source_time_s)
             self.frames_detected += 1
             self.tracks = self.tracker.update(detections)
+        if detections is not None or self.gate.verified:  # verified: the tracks were confirmed on pixels
             for zone in self.camera.zones:
                 area = self._area(zone.id, frame.image)
                 self.inside[zone.id] = self.membership[zone.id].update(area, self.tracks)

@@ -8,6 +8,10 @@ a changed or removed one is finished first, so its incident ends cleanly, then b
 
 Anything else (cameras, sources, detector, broker, outbox...) needs a restart: such a config, or an
 invalid one, is rejected with a message naming why, and the running config stays in force.
+
+Zones also arrive from the console over MQTT (:mod:`gridwatch.edge.remote_config`); they go through
+the same check and :func:`swap_zones` here. A file change re-applies the file's zones to every
+camera, so the file wins again until the console saves a newer version.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import threading
 from pathlib import Path
 
-from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, load_config
+from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, Zone, load_config, parse_config
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.scheduler import Scheduler
 
@@ -43,6 +47,29 @@ def restart_needed(running: EdgeConfig, new: EdgeConfig) -> list[str]:
 
 def _objects(camera: Camera) -> set[str]:
     return {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+
+
+def running_config(config: EdgeConfig, pipelines: list[CameraPipeline]) -> EdgeConfig:
+    """The node's config as it runs now: each camera as its pipeline holds it (file or console zones)."""
+    return config.model_copy(update={"cameras": tuple(pipeline.camera for pipeline in pipelines)})
+
+
+def with_zones(config: EdgeConfig, camera_id: str, zones: tuple[Zone, ...]) -> EdgeConfig:
+    """``config`` with one camera's zones replaced, validated as a whole as a loaded file is (a courier
+    rule naming an unknown uniform, say): a ConfigError names the field."""
+    data = config.model_dump()
+    for camera in data["cameras"]:
+        if camera["id"] == camera_id:
+            camera["zones"] = [zone.model_dump() for zone in zones]
+            return parse_config(data)
+    raise ConfigError(f"camera_id: no camera {camera_id!r} on this node (cameras: {[c.id for c in config.cameras]})")
+
+
+def swap_zones(scheduler: Scheduler, pipelines: list[CameraPipeline], index: int, camera: Camera) -> tuple[int, int]:
+    """The one way to change a live camera's zones: hold its scheduler slot so no frame is in its
+    pipeline, then let the pipeline swap; returns (rules kept, rules rebuilt)."""
+    with _SlotHold(scheduler, index):
+        return pipelines[index].replace_zones(camera)
 
 
 class ConfigReloader:
@@ -91,16 +118,12 @@ class ConfigReloader:
             log.error("config reload rejected, needs a restart: %s", "; ".join(reasons))
             return False
         summary = []
-        for index, (pipeline, camera) in enumerate(zip(self.pipelines, new.cameras, strict=True)):
-            with self._slot(index):
-                kept, rebuilt = pipeline.replace_zones(camera)
+        for index, camera in enumerate(new.cameras):
+            kept, rebuilt = swap_zones(self.scheduler, self.pipelines, index, camera)
             summary.append(f"{camera.id}: {len(camera.zones)} zones, {kept} rules kept, {rebuilt} rebuilt")
         self.config = new
         log.info("config reloaded without restarting streams: %s", "; ".join(summary))
         return True
-
-    def _slot(self, index: int) -> _SlotHold:
-        return _SlotHold(self.scheduler, index)
 
 
 class _SlotHold:

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 
 from gridwatch.broker.contract import NodeState, now_utc
+from gridwatch.broker.mqtt_url import TlsFiles
 from gridwatch.edge.capture import FrameSource, Sampler
 from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, CourierRule, EdgeConfig
 from gridwatch.edge.detect import DetectorError, OnnxDetector
@@ -28,6 +29,7 @@ from gridwatch.edge.outbox import Outbox
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.publish import EventSink, MqttPublisher
 from gridwatch.edge.reader import CameraReader
+from gridwatch.edge.remote_config import RemoteZones
 from gridwatch.edge.rules.courier import CourierLog
 from gridwatch.edge.scheduler import Scheduler
 from gridwatch.edge.uniforms import uniform_set
@@ -61,7 +63,12 @@ def gate_client(config: EdgeConfig) -> GateClient | None:
     """A gate client when some courier rule may open a gate (live only: a replay never opens gates)."""
     gated = any(isinstance(rule, CourierRule) and rule.gate for cam in config.cameras for zone in cam.zones
                 for rule in zone.rules)
-    return GateClient(config.site_id, config.node_id, config.mqtt.url) if gated else None
+    return GateClient(config.site_id, config.node_id, config.mqtt.url, tls=mqtt_tls(config)) if gated else None
+
+
+def mqtt_tls(config: EdgeConfig) -> TlsFiles:
+    """The config's TLS files (already resolved and checked by the config loader) for connect_client."""
+    return TlsFiles(config.mqtt.tls.ca_file, config.mqtt.tls.cert_file, config.mqtt.tls.key_file)
 
 
 def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPublisher:
@@ -70,9 +77,12 @@ def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPubl
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     outbox = Outbox(path, config.outbox.max_bytes, config.outbox.max_age_s)
+    # A camera status outlives three missed refreshes at most (MQTT 5 message expiry).
+    status_expiry_s = max(30, round(3 * config.status_period_s))
     return MqttPublisher(config.site_id, config.node_id, config.mqtt.url, config.mqtt.client_id,
                          config.mqtt.qos, config.server.url, outbox, config.server.token,
-                         config.mqtt.reconnect_max_s)
+                         config.mqtt.reconnect_max_s, mqtt_tls(config),
+                         status_expiry_s)
 
 
 def replay(
@@ -150,7 +160,8 @@ class Engine:
 
 
 class LiveNode:
-    """Every camera of a node: a reader each, one shared detector, health published retained."""
+    """Every camera of a node: a reader each, one shared detector, health published retained, and
+    zones pushed from the console applied on the fly (over the publisher's connection)."""
 
     def __init__(self, config: EdgeConfig, evidence: EvidenceStore, publisher: MqttPublisher) -> None:
         self.config, self.publisher, self.status_period_s = config, publisher, config.status_period_s
@@ -158,6 +169,7 @@ class LiveNode:
         self.engine = Engine(config, [publisher], evidence, realtime=True, gate=self.gate)
         self.health = [CameraHealth(reader, pipeline, slot, self.engine.detector) for reader, pipeline, slot
                        in zip(self.engine.readers, self.engine.pipelines, self.engine.scheduler.slots, strict=True)]
+        self.remote_zones = RemoteZones(publisher.client, config, self.engine.pipelines, self.engine.scheduler)
         self.stopping = threading.Event()
         self.monitor = threading.Thread(target=self._monitor, name="camera-health", daemon=True)
 
@@ -166,9 +178,11 @@ class LiveNode:
             log.info("camera %s: %s at %.1f detect-fps", camera.id, camera.source, camera.detect_fps)
         self.engine.start()
         self.monitor.start()
+        self.remote_zones.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
+        self.remote_zones.stop()
         self.engine.stop(timeout)
         self.monitor.join(timeout)
         for pipeline in self.engine.pipelines:

@@ -12,6 +12,10 @@ than decoded one by one after it (a gated 4-camera run measured ~6 % faster than
 
 A worker gates each frame it takes, runs the detector once for all frames that need it (one
 batch when the model has a dynamic batch axis) and finishes each camera's chain.
+
+In blocking mode a reader waiting for room waits on its own slot's condition and is woken only
+when a frame of its camera is taken; workers (a few) wait on ``cond``. With one condition for
+everything, every frame woke every reader thread (dozens) to find nothing to do.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class Scheduler:
         self.slots = [Slot() for _ in pipelines]
         self.depth = BLOCK_DEPTH if block else 1
         self.batch = MAX_BATCH if detector.dynamic_batch else 1
-        self.cond = threading.Condition()
+        self.cond = threading.Condition()  # workers (and a config reload holding a slot) wait here
+        self.room = [threading.Condition(self.cond) for _ in pipelines]  # a camera's reader waits here
         self.stopping = False
         self.on_error = on_error
         self.threads = [threading.Thread(target=self._work, name=f"detect-{n}", daemon=True) for n in range(workers)]
@@ -68,7 +73,7 @@ class Scheduler:
         with self.cond:
             slot = self.slots[index]
             while self.block and len(slot.waiting) >= self.depth and not self.stopping:
-                self.cond.wait(0.5)
+                self.room[index].wait(0.5)
             if len(slot.waiting) >= self.depth:
                 slot.waiting.popleft()
                 slot.dropped += 1
@@ -85,6 +90,8 @@ class Scheduler:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
+            for room in self.room:
+                room.notify_all()
         for thread in self.threads:
             thread.join(timeout)
 
@@ -103,6 +110,7 @@ class Scheduler:
                         slot = self.slots[index]
                         taken.append((index, slot.waiting.popleft()[1]))
                         slot.busy = True
+                        self.room[index].notify()
                     self.cond.notify_all()
                     return taken
                 if all(s.closed and not s.waiting and not s.busy for s in self.slots):

@@ -33,7 +33,8 @@ class ObjectTracker:
     def __init__(self, class_names: tuple[str, ...], tracked: set[str], detect_fps: float,
                  lost_after_s: float = 3.0) -> None:
         self.class_names = class_names
-        self.tracked_ids = np.array(sorted(class_names.index(n) for n in tracked), dtype=np.int64)
+        self.tracked = np.zeros(len(class_names), dtype=bool)  # class id -> tracked? (a lookup, not np.isin)
+        self.tracked[[class_names.index(n) for n in tracked]] = True
         self.tracker = ByteTrackTracker(
             frame_rate=detect_fps,
             lost_track_buffer=max(1, round(lost_after_s * detect_fps)),
@@ -46,7 +47,7 @@ class ObjectTracker:
 
     def update(self, detections: Detections) -> list[Track]:
         """Associate one frame's detections; ``unconfirmed`` says whether a new object awaits its 2nd sighting."""
-        keep = np.isin(detections.class_ids, self.tracked_ids)
+        keep = self.tracked[detections.class_ids]
         tracked = self.tracker.update(
             sv.Detections(
                 xyxy=detections.boxes[keep].reshape(-1, 4),

@@ -26,7 +26,7 @@ from gridwatch.server.models import Account, ApiToken, LoginSession
 
 # The console's roles; integrators are not accounts, they hold API tokens.
 ROLES = ("admin", "supervisor", "security", "grid_worker", "department")
-TOKEN_SCOPES = ("read", "snapshots:write")
+TOKEN_SCOPES = ("read", "snapshots:write", "open311:write")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MIN_PASSWORD = 8
@@ -141,6 +141,10 @@ def ensure_admin(session: Session, password: str, now: datetime, username: str =
     """Create the first admin if no admin exists yet; True if one was created (committed)."""
     if session.scalar(sa.select(Account.id).where(Account.role == "admin")) is not None:
         return False
-    create_account(session, username=username, password=password, role="admin", person_id=username, now=now)
-    session.commit()
+    try:
+        create_account(session, username=username, password=password, role="admin", person_id=username, now=now)
+        session.commit()
+    except sa.exc.IntegrityError:  # another replica, started at the same moment, created it first
+        session.rollback()
+        return False
     return True

@@ -29,17 +29,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gridwatch.broker.mqtt_url import parse_mqtt_url
-from gridwatch.server import accounts, auth
+from gridwatch.server import accounts, auth, evidence_log, open311, retention, webhooks
 from gridwatch.server.camera_status import CameraStatusBoard
 from gridwatch.server.cameras_api import router as cameras_router
 from gridwatch.server.categories import CategoryStore
 from gridwatch.server.clock import Clock, SystemClock
-from gridwatch.server.consumer import MqttIngest
+from gridwatch.server.consumer import IngestSource, create_ingest
 from gridwatch.server.db import create_engine, session_factory, upgrade
 from gridwatch.server.gates_api import router as gates_router
 from gridwatch.server.ingest import Batch, IngestContext
 from gridwatch.server.lifecycle import TransitionError
-from gridwatch.server.live import Broadcaster, LiveMessage, announce_events, announce_ticket
+from gridwatch.server.live import Broadcaster, LiveFanout, LiveMessage, Notice
 from gridwatch.server.models import DeadLetter, EventRecord, Ticket, TicketTransition
 from gridwatch.server.publish import TransitionPublisher
 from gridwatch.server.schemas import (
@@ -56,10 +56,10 @@ from gridwatch.server.schemas import (
     SnapshotStored,
     TicketDetail,
     TicketOut,
-    TransitionOut,
 )
+from gridwatch.server.sequence_api import router as sequence_router
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.sla import Sweeper
+from gridwatch.server.sla import sweeper
 from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES, SHA256_RE, SnapshotError, SnapshotStore
 from gridwatch.server.tickets_api import router as tickets_router
 
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 
 CONSOLE_DIR = FsPath(__file__).resolve().parent / "console"
 SSE_KEEPALIVE_S = 15.0
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
@@ -128,57 +127,62 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
 
         publisher: TransitionPublisher | None = None
         if start_ingest and settings.publish_transitions:
-            publisher = TransitionPublisher(settings.mqtt_url, settings.mqtt_client_id)
+            publisher = TransitionPublisher(settings.mqtt_url, settings.mqtt_client_id, settings.mqtt_tls)
             publisher.start()
         app.state.publisher = publisher
         camera_status: CameraStatusBoard | None = None
         if start_ingest:
-            camera_status = CameraStatusBoard(settings.mqtt_url, settings.mqtt_client_id)
+            camera_status = CameraStatusBoard(settings.mqtt_url, settings.mqtt_client_id, settings.mqtt_tls)
             camera_status.start()
         app.state.camera_status = camera_status
 
-        def announce(entries: list[TicketTransition]) -> None:
-            """After a commit: transitions to SSE clients and to MQTT integrators."""
-            for entry in entries:
-                broadcaster.publish("transition", TransitionOut.model_validate(entry).model_dump(mode="json"))
+        # Live updates reach the consoles of every replica on PostgreSQL (LISTEN/NOTIFY), of this one on SQLite.
+        live = LiveFanout(broadcaster, sessions, settings.database_url)
+        await run_in_threadpool(live.start)
+        app.state.live = live
+
+        def publish_transitions(entries: list[TicketTransition]) -> None:
+            """To MQTT integrators and webhook subscribers, once, by the replica that made the change."""
+            webhooks.enqueue(sessions, entries, clock.now())
             if publisher is not None and entries:
                 with sessions() as session:
                     publisher.publish(session, entries)
 
+        def announce(entries: list[TicketTransition]) -> None:
+            """After a commit: transitions to SSE clients and to MQTT integrators."""
+            live.announce(Notice(transitions=[entry.id for entry in entries]))
+            publish_transitions(entries)
+
         def on_batch(batch: Batch) -> None:
-            announce_events(broadcaster, sessions, [o.event_id for o in batch.outcomes
-                                                    if o.event_id is not None and o.status.value == "stored"])
+            stored = [o for o in batch.outcomes if o.status.value == "stored"]
             created: dict[int, bool] = {}
-            for outcome in batch.outcomes:
-                if outcome.ticket_id is not None and outcome.status.value == "stored":
+            for outcome in stored:
+                if outcome.ticket_id is not None:
                     created[outcome.ticket_id] = created.get(outcome.ticket_id, False) or outcome.ticket_created
-            for ticket_id, was_created in created.items():
-                announce_ticket(broadcaster, sessions, ticket_id, was_created)
-            announce(batch.transitions)
+            live.announce(Notice(events=[o.event_id for o in stored if o.event_id is not None],
+                                 tickets=list(created.items()),
+                                 transitions=[entry.id for entry in batch.transitions]))
+            publish_transitions(batch.transitions)
 
         app.state.on_batch = on_batch
         app.state.announce = announce
         context = IngestContext(categories=categories, clock=clock)
         app.state.ingest_context = context
-        ingest: MqttIngest | None = None
+        ingest: IngestSource | None = None
         if start_ingest:
-            ingest = MqttIngest(
-                mqtt_url=settings.mqtt_url,
-                client_id=settings.mqtt_client_id,
-                subscription=settings.subscription,
-                session_factory=sessions,
-                context=context,
-                on_batch=on_batch,
-            )
+            ingest = create_ingest(settings, session_factory=sessions, context=context, on_batch=on_batch)
             ingest.start()
         app.state.ingest = ingest
-        sweeper = Sweeper(sessions, categories, clock, settings.sla_sweep_interval_s, announce)
-        sweeper.start()
+        jobs = [sweeper(sessions, categories, clock, settings.sla_sweep_interval_s, announce).start(),
+                webhooks.delivery_worker(sessions, settings, clock).start(),
+                retention.purger(sessions, snapshots, settings, clock).start()]
         try:
             yield
         finally:
             broadcaster.close()
-            await run_in_threadpool(sweeper.stop)
+            for job in jobs:
+                await run_in_threadpool(job.stop)
+            await run_in_threadpool(live.stop)
             if ingest is not None:
                 await run_in_threadpool(ingest.stop)
             if publisher is not None:
@@ -206,6 +210,10 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     app.include_router(tickets_router)
     app.include_router(cameras_router)
     app.include_router(gates_router)
+    app.include_router(sequence_router)
+    app.include_router(open311.router)
+    app.include_router(webhooks.router)
+    app.include_router(evidence_log.router)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -221,19 +229,44 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
             database = DatabaseHealth(ok=True, backend=backend)
         except Exception as exc:
             database = DatabaseHealth(ok=False, backend=backend, error=str(exc).splitlines()[0])
-        ingest: MqttIngest | None = request.app.state.ingest
+        ingest: IngestSource | None = request.app.state.ingest
         mqtt = MqttHealth(
             enabled=ingest is not None,
             connected=bool(ingest and ingest.connected),
             subscribed=bool(ingest and ingest.subscribed),
-            url=parse_mqtt_url(settings.mqtt_url).redacted_url,
-            subscription=settings.subscription,
+            url=ingest.url if ingest else parse_mqtt_url(settings.mqtt_url).redacted_url,
+            subscription=ingest.subscription if ingest else settings.subscription,
             **(ingest.counts if ingest else {"stored": 0, "duplicates": 0, "dead_lettered": 0, "errors": 0}),
         )
         healthy = database.ok and (ingest is None or mqtt.connected)
         if not database.ok:
             response.status_code = 503
         return Health(status="ok" if healthy else "degraded", database=database, mqtt=mqtt, counts=counts)
+
+    # Probes for an orchestrator (Kubernetes, compose healthchecks): outside /api, so no login, and
+    # outside the OpenAPI document, which is the integrators' contract. Liveness asks only "is this
+    # process serving?" (a database outage must not restart every replica); readiness asks "can it
+    # answer requests?": the database answers and, on PostgreSQL, live updates from the other
+    # replicas are heard.
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> JSONResponse:
+        problems: list[str] = []
+        try:
+            with request.app.state.sessions() as session:
+                session.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            problems.append(f"database: {str(exc).splitlines()[0]}")
+        live: LiveFanout | None = getattr(request.app.state, "live", None)
+        if live is None or not live.listening:
+            problems.append("live updates: not listening for other replicas")
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     # -- events ------------------------------------------------------------------------------
 
@@ -373,12 +406,13 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     @app.get("/api/snapshots/{sha256}", response_class=FileResponse,
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                         404: {"model": ErrorResponse}})
-    def get_snapshot(sha256: Sha256) -> FileResponse:
+    def get_snapshot(sha256: Sha256, request: Request) -> FileResponse:
         found = snapshots.find(sha256)
         if found is None:
             raise HTTPException(404, f"no snapshot {sha256}")
         path, media_type = found
-        headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"'}
+        evidence_log.record(request, sha256)  # every view is accountable, so no browser cache either
+        headers = {"Cache-Control": evidence_log.CACHE_CONTROL, "ETag": f'"{sha256}"'}
         return FileResponse(path, media_type=media_type, headers=headers)
 
     # -- live stream -------------------------------------------------------------------------

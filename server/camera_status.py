@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from gridwatch.broker import contract, topics
-from gridwatch.broker.mqtt_url import connect_client, parse_mqtt_url
+from gridwatch.broker.mqtt_url import TlsFiles, connect_client, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 class CameraStatusBoard:
     """Latest :class:`~gridwatch.broker.contract.CameraStatus` per camera and node state per node."""
 
-    def __init__(self, mqtt_url: str, client_id: str) -> None:
-        self._endpoint = parse_mqtt_url(mqtt_url)
+    def __init__(self, mqtt_url: str, client_id: str, tls: TlsFiles | None = None) -> None:
+        self._endpoint, self._tls = parse_mqtt_url(mqtt_url), tls
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-status-{uuid.uuid4().hex[:6]}",
                                    protocol=mqtt.MQTTv311)
         self._client.on_connect = self._on_connect
@@ -35,7 +35,7 @@ class CameraStatusBoard:
         self._nodes: dict[tuple[str, str], contract.NodeState] = {}
 
     def start(self) -> None:
-        connect_client(self._client, self._endpoint)
+        connect_client(self._client, self._endpoint, tls=self._tls)
         self._client.loop_start()
 
     def stop(self) -> None:

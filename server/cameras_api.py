@@ -1,7 +1,7 @@
 """REST for cameras: their status and last event, and the zone editor's config (GET/PUT).
 
 A saved zone config is stored, then published retained on the camera's config topic
-(:func:`gridwatch.server.zones.camera_config_topic`) for the edge to load.
+(:func:`gridwatch.broker.topics.camera_config_topic`) for the edge to load.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
+from gridwatch.broker import topics
 from gridwatch.server import auth, zones
 from gridwatch.server.models import CameraBinding, CameraZones, EventRecord
 from gridwatch.server.schemas import NOT_FOUND, TopicId
@@ -96,7 +97,7 @@ def list_cameras(request: Request, session: SessionDep) -> list[CameraOut]:
 def _zones_out(row: CameraZones, published: bool = False) -> ZonesOut:
     return ZonesOut(site_id=row.site_id, node_id=row.node_id, camera_id=row.camera_id, version=row.version,
                     zones=row.zones, updated_by=row.updated_by, updated_at=row.updated_at, published=published,
-                    topic=zones.camera_config_topic(row.site_id, row.node_id, row.camera_id))
+                    topic=topics.camera_config_topic(row.site_id, row.node_id, row.camera_id))
 
 
 @router.get("/cameras/{site_id}/{node_id}/{camera_id}/zones", response_model=ZonesOut)
@@ -113,7 +114,7 @@ def put_zones(site_id: TopicId, node_id: TopicId, camera_id: TopicId, request: R
               principal: auth.CurrentPrincipal, body: Annotated[dict[str, Any], Body()]) -> ZonesOut:
     """Save a camera's zones (the edge config's ``zones`` list) and publish them retained to the edge."""
     try:
-        topic = zones.camera_config_topic(site_id, node_id, camera_id)
+        topic = topics.camera_config_topic(site_id, node_id, camera_id)
         checked = zones.validate(body.get("zones"))
     except (ValidationError, ValueError) as exc:
         message = exc.errors(include_url=False)[0] if isinstance(exc, ValidationError) else None

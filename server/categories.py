@@ -7,6 +7,7 @@ packaged ``config/categories.yaml`` is version 0, in force until the first save.
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import datetime, time
 from enum import StrEnum
@@ -79,6 +80,17 @@ class Category(_Config):
     fingerprint_object: bool = False
     group_by_grid: bool = False
     group_interval_s: float = Field(0, ge=0)
+    group_wait_s: float = Field(0, ge=0, description="a new grid group's ticket is registered no sooner than "
+                                "this after it opened, so a burst across cameras lands in it first")
+
+    @model_validator(mode="after")
+    def _group_wait_needs_grouping(self) -> Category:
+        if self.group_wait_s > 0 and not self.group_by_grid:
+            raise ValueError(f"group_wait_s: {self.event_type.value} waits for a group but group_by_grid is off")
+        if self.group_wait_s > self.group_interval_s:
+            raise ValueError(f"group_wait_s: {self.group_wait_s:g} s is longer than group_interval_s "
+                             f"({self.group_interval_s:g} s): incidents arriving late in the wait could not join")
+        return self
 
 
 class CategoryTable(_Config):
@@ -105,8 +117,13 @@ class CategoryTable(_Config):
                                  f"stages with a clock: {', '.join(CLOCKED_STAGES)}")
         return self
 
+    @functools.cached_property
+    def _by_type(self) -> dict[str, Category]:
+        # Ingest asks once per event: a dict, not a scan of the list (the table is frozen).
+        return {c.event_type.value: c for c in self.categories}
+
     def for_type(self, event_type: str) -> Category:
-        return next(c for c in self.categories if c.event_type == event_type)
+        return self._by_type[event_type]
 
     def policy(self, category: Category) -> EscalationPolicy:
         return self.escalation_policies[category.escalation]

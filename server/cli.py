@@ -87,3 +87,35 @@ def add_user(username: str, role: str, person_id: str | None, display_name: str,
     finally:
         engine.dispose()
     click.echo(f"created {role} account {username}")
+
+
+@server.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what would go.")
+@click.option("--db-url", help="SQLAlchemy database URL [env GRIDWATCH_DATABASE_URL].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[env GRIDWATCH_DATA_DIR]")
+def purge(dry_run: bool, db_url: str | None, data_dir: Path | None) -> None:
+    """Delete what is past its retention (GRIDWATCH_RETENTION_*_DAYS) and print the count per kind.
+
+    The running server does the same every GRIDWATCH_RETENTION_PURGE_INTERVAL_S; this is for cron
+    jobs, a first run after lowering a limit, or seeing what a limit would remove (--dry-run)."""
+    _server_modules()
+    from gridwatch.server.clock import SystemClock
+    from gridwatch.server.db import create_engine, session_factory, upgrade
+    from gridwatch.server.retention import Policy
+    from gridwatch.server.retention import purge as run_purge
+    from gridwatch.server.settings import ServerSettings
+    from gridwatch.server.snapshots import SnapshotStore
+
+    overrides = {"database_url": db_url, "data_dir": data_dir}
+    settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            counts = run_purge(session, SnapshotStore(settings.snapshots_dir), Policy.from_settings(settings),
+                               SystemClock().now(), dry_run=dry_run)
+    finally:
+        engine.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    for kind, count in counts.items():
+        click.echo(f"{kind}: {verb} {count}")

@@ -8,6 +8,15 @@ old one), and **grouping** (a burst of the same type across cameras of one grid 
 open ticket while its latest incident is younger than ``group_interval_s``, as Alertmanager groups
 alerts by label within its group interval).
 
+**Group wait** is Alertmanager's ``group_wait`` for tickets: what a ticket "notifies" is its
+registration (立案: the published ``register`` transition, the start of its dispatch clock), so a
+new group's ticket is held in ``reported`` for ``group_wait_s`` after it opened, even when its
+registration condition is met, while the rest of a burst (other cameras of the grid) joins it; the
+first event after the wait registers it with the whole burst in. A group whose incidents have all
+ended has nothing left to wait for and is decided at once. Events, not a timer, end the wait: an
+edge sends an ``update`` every ``update_every_s`` while a situation lasts, so registration comes at
+most that long after the wait.
+
 New incidents of one grid are correlated one at a time under a row lock (``correlation_locks``),
 so two server replicas never open two tickets for one situation. Everything a batch's decisions
 read (places, silences, inhibitors, the latest ticket per fingerprint, the open tickets that could
@@ -53,6 +62,12 @@ def locate_all(session: Session, cameras: set[tuple[str, str]]) -> dict[tuple[st
         for chain in chains.values():
             chain.append(parents.get(chain[-1]) if chain[-1] is not None else None)
     return {camera: GridPath(*chains[camera]) if camera in chains else None for camera in cameras}
+
+
+def waiting(ticket: Any, category: Category, now: datetime) -> bool:
+    """True while a grid group's ticket is held back from registration for the rest of its burst."""
+    return (category.group_by_grid and category.group_wait_s > 0 and ticket.grid_id is not None
+            and ticket.open_incidents > 0 and now < ticket.created_at + timedelta(seconds=category.group_wait_s))
 
 
 def lock_key(site_id: str, place: GridPath | None) -> str:

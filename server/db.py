@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
+MIGRATION_LOCK_KEY = 0x6772_6964  # "grid": the advisory lock replicas take around migrations
 
 
 def normalize_url(database_url: str) -> str:
@@ -73,7 +74,22 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Passed as an attribute, not an ini option, so '%' in passwords needs no escaping.
     config.attributes["database_url"] = normalize_url(database_url)
-    command.upgrade(config, revision)
+    if make_url(config.attributes["database_url"]).get_backend_name() != "postgresql":
+        command.upgrade(config, revision)
+    else:
+        # Server replicas start together (a Kubernetes Deployment) and would all create the same
+        # tables at once; a session advisory lock lets one migrate while the others wait, then find
+        # the schema at head and do nothing.
+        engine = create_engine(database_url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as lock:
+                lock.execute(sa.select(sa.func.pg_advisory_lock(MIGRATION_LOCK_KEY)))
+                lock.commit()  # the lock is the session's; no open transaction may stall a migration
+                command.upgrade(config, revision)
+                lock.execute(sa.select(sa.func.pg_advisory_unlock(MIGRATION_LOCK_KEY)))
+                lock.commit()
+        finally:
+            engine.dispose()
     log.info("database schema at %s", revision)
 
 

@@ -8,7 +8,7 @@ carry only the columns the server queries on; the whole event is also kept as JS
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,9 +76,10 @@ class Ticket(Base):
     incident_id: Mapped[str] = mapped_column(sa.String(HEX32), unique=True)
     type: Mapped[str] = mapped_column(sa.String(40))
     site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
-    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
-    camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
-    zone_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    # None for a ticket a person reported (Open311): no camera saw it.
+    node_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    camera_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
+    zone_id: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)
     stage: Mapped[str] = mapped_column(sa.String(32), default="reported")
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())  # the incident's started_at (edge clock)
     last_event_at: Mapped[datetime] = mapped_column(UtcDateTime())  # newest observed_at seen
@@ -126,13 +127,25 @@ class Ticket(Base):
     sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeper's next look
     escalation_level: Mapped[int] = mapped_column(sa.Integer, default=0)  # 0 grid … 3 district
     overdue: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # breached any time limit
+    # -- origin: "camera" (an edge incident) or "open311" (reported by a person through an integrator)
+    source: Mapped[str] = mapped_column(sa.String(16), server_default="camera")
+    latitude: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    address: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH), nullable=True)
+    description: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    media_url: Mapped[str | None] = mapped_column(sa.String(2000), nullable=True)
+    reporter: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)  # the API token's name
 
     events: Mapped[list[EventRecord]] = relationship(
         back_populates="ticket", order_by="EventRecord.observed_at", lazy="raise"
     )
 
     __table_args__ = (
-        sa.Index("ix_tickets_opened_at", "opened_at"),
+        # INCLUDE: the columns indicators.compute reads, so its scans are index-only (migration 0006).
+        sa.Index("ix_tickets_opened_at", "opened_at", postgresql_include=[
+            "grid_id", "community_id", "street_id", "district_id", "subcategory", "type", "stage", "created_at",
+            "registered_at", "dispatched_at", "handling_at", "feedback_at", "verified_at", "closed_at", "overdue",
+            "escalation_level", "rework_count", "extension_count", "rating"]),
         sa.Index("ix_tickets_stage_opened_at", "stage", "opened_at"),
         sa.Index("ix_tickets_type_opened_at", "type", "opened_at"),
         sa.Index("ix_tickets_grid_id_opened_at", "grid_id", "opened_at"),
@@ -391,3 +404,155 @@ class GateOpening(Base):
     published: Mapped[bool] = mapped_column(sa.Boolean)
 
     __table_args__ = (sa.Index("ix_gate_openings_at", "at"),)
+
+
+class WebhookSubscription(Base):
+    """An integrator's HTTPS endpoint for ticket changes; ``events`` filters by transition action
+    (``["*"]`` = all). The secret signs each body (HMAC-SHA256), so it is kept, never shown again."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WebhookDelivery(Base):
+    """One ticket transition owed to one subscription: the body, its state and the retry clock.
+
+    Kept in the database so pending retries survive a restart; ``transition_id`` is not a foreign
+    key, so purging an old audit trail leaves the delivery log readable.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    transition_id: Mapped[int] = mapped_column(sa.Integer)
+    ticket_id: Mapped[int] = mapped_column(sa.Integer)
+    event: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "transition_id", name="uq_webhook_deliveries_subscription_transition"),
+        sa.Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_deliveries_created_at", "created_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP try of a delivery: the delivery log integrators and admins debug with."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status_code: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(sa.Float)
+    error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+    __table_args__ = (sa.Index("ix_webhook_attempts_delivery_id", "delivery_id"),)
+
+
+class EvidenceAccess(Base):
+    """Who looked at which snapshot, when and from where (privacy: evidence views are accountable)."""
+
+    __tablename__ = "evidence_access"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(SHA256_HEX))
+    ticket_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # the ticket it is evidence of
+    actor: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    principal_kind: Mapped[str] = mapped_column(sa.String(8))  # user | token | anonymous
+    client: Mapped[str] = mapped_column(sa.String(64))
+    user_agent: Mapped[str] = mapped_column(sa.String(200))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        sa.Index("ix_evidence_access_at", "at"),
+        sa.Index("ix_evidence_access_sha256", "sha256"),
+    )
+
+
+class NodeSequence(Base):
+    """The highest event ``seq`` seen from one edge node (server/sequence.py); the first one seen is
+    the baseline, so a server that joins late does not report a node's whole history as lost."""
+
+    __tablename__ = "node_sequences"
+
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    last_seq: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SequenceGap(Base):
+    """Sequence numbers a node skipped: events lost (its outbox dropped them) or not delivered yet.
+    A late delivery fills its number (``filled``); the gap closes when none is ``missing``."""
+
+    __tablename__ = "sequence_gaps"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    first_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    missing: Mapped[int] = mapped_column(sa.BigInteger)
+    filled: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+    __table_args__ = (sa.Index("ix_sequence_gaps_site_id_node_id_closed_at", "site_id", "node_id", "closed_at"),)
+
+
+class TicketDayStats(Base):
+    """Indicator sums per local day (UTC+8) of ``opened_at``, community, street, district, type and
+    category: what :mod:`gridwatch.server.indicators` adds up for a district-wide month in a few
+    thousand rows instead of a hundred thousand tickets. Kept by a PostgreSQL trigger on ``tickets``
+    at commit (migration 0006); unused on SQLite. '' stands for no community/street/district."""
+
+    __tablename__ = "ticket_day_stats"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    subcategory: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
+    district_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    street_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    community_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    tickets: Mapped[int] = mapped_column(sa.BigInteger)
+    registered: Mapped[int] = mapped_column(sa.BigInteger)
+    voided: Mapped[int] = mapped_column(sa.BigInteger)
+    closed: Mapped[int] = mapped_column(sa.BigInteger)
+    closed_on_time: Mapped[int] = mapped_column(sa.BigInteger)
+    overdue: Mapped[int] = mapped_column(sa.BigInteger)
+    escalated: Mapped[int] = mapped_column(sa.BigInteger)
+    reworked: Mapped[int] = mapped_column(sa.BigInteger)
+    reached_feedback: Mapped[int] = mapped_column(sa.BigInteger)
+    extended: Mapped[int] = mapped_column(sa.BigInteger)
+    rated: Mapped[int] = mapped_column(sa.BigInteger)
+    rating_sum: Mapped[int] = mapped_column(sa.BigInteger)
+    s_to_register: Mapped[float] = mapped_column(sa.Float)
+    n_to_register: Mapped[int] = mapped_column(sa.BigInteger)
+    s_to_dispatch: Mapped[float] = mapped_column(sa.Float)
+    n_to_dispatch: Mapped[int] = mapped_column(sa.BigInteger)
+    s_to_accept: Mapped[float] = mapped_column(sa.Float)
+    n_to_accept: Mapped[int] = mapped_column(sa.BigInteger)
+    s_handling: Mapped[float] = mapped_column(sa.Float)
+    n_handling: Mapped[int] = mapped_column(sa.BigInteger)
+    s_to_verify: Mapped[float] = mapped_column(sa.Float)
+    n_to_verify: Mapped[int] = mapped_column(sa.BigInteger)
+    s_to_close: Mapped[float] = mapped_column(sa.Float)
+    n_to_close: Mapped[int] = mapped_column(sa.BigInteger)

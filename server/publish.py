@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
 from gridwatch.broker import contract, topics
-from gridwatch.broker.mqtt_url import connect_client, parse_mqtt_url
+from gridwatch.broker.mqtt_url import TlsFiles, connect_client, parse_mqtt_url
 from gridwatch.server.models import Ticket, TicketTransition
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,14 @@ class TransitionPublisher:
     and gate commands, so the server holds one publishing connection, not one per purpose.
     """
 
-    def __init__(self, mqtt_url: str, client_id: str) -> None:
-        self._endpoint = parse_mqtt_url(mqtt_url)
+    def __init__(self, mqtt_url: str, client_id: str, tls: TlsFiles | None = None) -> None:
+        self._endpoint, self._tls = parse_mqtt_url(mqtt_url), tls
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub-{uuid.uuid4().hex[:6]}",
                                    protocol=mqtt.MQTTv311)
         self._client.reconnect_delay_set(1, 30)
 
     def start(self) -> None:
-        connect_client(self._client, self._endpoint, KEEPALIVE_S)
+        connect_client(self._client, self._endpoint, KEEPALIVE_S, tls=self._tls)
         self._client.loop_start()
 
     def stop(self) -> None:

@@ -27,9 +27,15 @@ class TicketOut(_Out):
     incident_id: str
     type: str
     site_id: str
-    node_id: str
-    camera_id: str
-    zone_id: str
+    node_id: str | None  # None: reported by a person (source open311), not seen by a camera
+    camera_id: str | None
+    zone_id: str | None
+    source: str
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+    description: str | None
+    media_url: str | None
     stage: str
     opened_at: datetime
     last_event_at: datetime

@@ -9,7 +9,6 @@ escalate the same breach, and a ticket that changed stage meanwhile has a new cl
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from gridwatch.server.calendar import TimeLimit
 from gridwatch.server.categories import ESCALATION_LEVELS, Category, CategoryStore, CategoryTable
 from gridwatch.server.clock import Clock
 from gridwatch.server.models import Ticket, TicketTransition
+from gridwatch.server.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -107,30 +107,12 @@ def _advance(session: Session, ticket: Ticket, table: CategoryTable, now: dateti
     return notice
 
 
-class Sweeper:
-    """Runs :func:`sweep` every ``interval_s`` on a thread until stopped."""
+def sweeper(sessions: Callable[[], Session], categories: CategoryStore, clock: Clock, interval_s: float,
+            announce: Callable[[list[TicketTransition]], None]) -> PeriodicJob:
+    """:func:`sweep` as a background job of the server."""
 
-    def __init__(self, sessions: Callable[[], Session], categories: CategoryStore, clock: Clock,
-                 interval_s: float, announce: Callable[[list[TicketTransition]], None]) -> None:
-        self._sessions = sessions
-        self._categories = categories
-        self._clock = clock
-        self._interval_s = interval_s
-        self._announce = announce
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gridwatch-sla", daemon=True)
+    def run() -> None:
+        with sessions() as session:
+            sweep(session, categories, clock, announce)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                with self._sessions() as session:
-                    sweep(session, self._categories, self._clock, self._announce)
-            except Exception:
-                log.exception("SLA sweep failed; retrying next interval")
+    return PeriodicJob("sla-sweep", run, interval_s, stop_timeout_s=10)

@@ -1,33 +1,21 @@
-"""Camera zone configs edited in the console: validated with the edge's own ``Zone`` model, stored,
-and published retained so an edge node (now, or whenever it reconnects) gets the newest one.
-
-The config topic builder lives here until it moves to :mod:`gridwatch.broker.topics` (owned by the
-contract): ``gridwatch/v1/<site>/<node>/<camera>/config``, retained, QoS 1, payload
-``{"schema": "gridwatch.camera-config/1", "site_id", "node_id", "camera_id", "version", "zones"}``.
+"""Camera zone configs edited in the console: validated as the contract's ``CameraConfig`` zones (the
+edge's own ``Zone`` model), stored, and published retained on
+:func:`gridwatch.broker.topics.camera_config_topic` so an edge node (now, or whenever it reconnects)
+gets the newest one.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from gridwatch.broker import topics
-from gridwatch.edge.config import Zone
+from gridwatch.broker.contract import CameraConfig, ZoneList
 from gridwatch.server.models import CameraZones
 
-CONFIG_SCHEMA = "gridwatch.camera-config/1"
-ZONES = TypeAdapter(tuple[Zone, ...])
-
-
-def camera_config_topic(site_id: str, node_id: str, camera_id: str) -> str:
-    """Where a camera's zone config is published (retained). To move to ``broker/topics.py``."""
-    for kind, value in (("site_id", site_id), ("node_id", node_id), ("camera_id", camera_id)):
-        topics.check_id(kind, value)
-    return f"{topics.PREFIX}/{site_id}/{node_id}/{camera_id}/config"
+ZONES = TypeAdapter(ZoneList)
 
 
 def validate(zones: Any) -> list[dict[str, Any]]:
@@ -47,6 +35,6 @@ def save(session: Session, site_id: str, node_id: str, camera_id: str, zones: li
 
 
 def payload(row: CameraZones) -> str:
-    return json.dumps({"schema": CONFIG_SCHEMA, "site_id": row.site_id, "node_id": row.node_id,
-                       "camera_id": row.camera_id, "version": row.version, "zones": row.zones},
-                      ensure_ascii=False, separators=(",", ":"))
+    """The retained message for the edge: a ``CameraConfig`` (validated again, so the wire form is the contract's)."""
+    return CameraConfig(site_id=row.site_id, node_id=row.node_id, camera_id=row.camera_id, version=row.version,
+                        zones=row.zones).to_json()

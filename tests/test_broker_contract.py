@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from gridwatch.broker import topics
-from gridwatch.broker.contract import Event, EventType, NodeState, NodeStatus, Phase, parse_event
+from gridwatch.broker.contract import CameraConfig, Event, EventType, NodeState, NodeStatus, Phase, parse_event
 from gridwatch.broker.schemas import SCHEMA_DIR, render, schema_documents
 
 T0 = datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
@@ -222,3 +222,54 @@ def test_node_status_validates_against_committed_schema() -> None:
     validator.validate(json.loads(status.to_json()))
     assert not validator.is_valid({**json.loads(status.to_json()), "state": "asleep"})
 
+
+
+# -- camera configs (console -> edge) ------------------------------------------------------------------
+
+LOBBY = {"id": "lobby", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0]],
+         "rules": [{"type": "loitering", "min_dwell_s": 30}]}
+
+
+def config_dict(**overrides: Any) -> dict[str, Any]:
+    doc = CameraConfig(site_id="site-1", node_id="node-1", camera_id="cam-1", version=2, zones=[LOBBY]).to_dict()
+    doc.update(overrides)
+    return doc
+
+
+def test_camera_config_topic_round_trip_and_node_filter() -> None:
+    topic = topics.camera_config_topic("site-1", "node-1", "cam-1")
+    assert topic == "gridwatch/v1/site-1/node-1/cam-1/config"
+    parsed = topics.parse_camera_config_topic(topic)
+    assert (parsed.site_id, parsed.node_id, parsed.camera_id) == ("site-1", "node-1", "cam-1")
+    assert topics.node_configs_filter("site-1", "node-1") == "gridwatch/v1/site-1/node-1/+/config"
+    with pytest.raises(topics.TopicError):
+        topics.parse_camera_config_topic(topics.camera_status_topic("site-1", "node-1", "cam-1"))
+    with pytest.raises(topics.TopicError):
+        topics.camera_config_topic("site-1", "node-1", "cam/1")
+    with pytest.raises(topics.TopicError):
+        topics.node_configs_filter("site-1", "+")
+
+
+def test_camera_config_validates_against_committed_schema() -> None:
+    validator = committed_validator("camera-config.v1.json")
+    validator.validate(config_dict())
+    assert CameraConfig.model_validate(config_dict()).zones[0].rules[0].min_dwell_s == 30
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"version": 0}, "version"),
+    ({"camera_id": "cam/1"}, "camera_id"),
+    ({"zones": [{**LOBBY, "polygon": [[0.1, 0.5], [0.9, 0.5]]}]}, "polygon"),
+    ({"zones": [{**LOBBY, "rules": [{"type": "teleport"}]}]}, "rules"),
+    ({"schema": "gridwatch.camera-config/2"}, "schema"),
+])
+def test_bad_camera_config_fails_committed_schema_and_model(bad: dict[str, Any], field: str) -> None:
+    doc = config_dict(**bad)
+    assert list(committed_validator("camera-config.v1.json").iter_errors(doc)), f"schema accepted {bad}"
+    with pytest.raises(ValidationError, match=field):
+        CameraConfig.model_validate_json(json.dumps(doc))
+
+
+def test_camera_config_zone_ids_unique() -> None:
+    with pytest.raises(ValidationError, match="zone ids must be unique"):
+        CameraConfig.model_validate(config_dict(zones=[LOBBY, LOBBY]))

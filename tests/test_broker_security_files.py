@@ -80,12 +80,16 @@ def test_acl_grants_exactly_the_contract(site_dir: Path) -> None:
     blocks = (site_dir / "broker" / "acl").read_text().split("\n\n")[1:]
     assert blocks == [
         "# integrator acme of site s1\nuser acme@s1\ntopic read gridwatch/v1/s1/#",
-        "# node gate of site s1\nuser gate@s1\ntopic write gridwatch/v1/s1/gate/#\n"
-        "topic read gridwatch/v1/s1/gate/commands\ntopic read gridwatch/v1/s1/gate/commands/ack",
+        "# node gate of site s1\nuser gate@s1\ntopic write gridwatch/v1/s1/gate/status\n"
+        "topic write gridwatch/v1/s1/gate/+/status\ntopic write gridwatch/v1/s1/gate/+/events\n"
+        "topic write gridwatch/v1/s1/gate/commands\ntopic write gridwatch/v1/s1/gate/commands/ack\n"
+        "topic read gridwatch/v1/s1/gate/commands\ntopic read gridwatch/v1/s1/gate/commands/ack\n"
+        "topic read gridwatch/v1/s1/gate/+/config",
         "# server server\nuser server\ntopic read gridwatch/v1/+/+/+/events\ntopic read gridwatch/v1/+/+/status\n"
         "topic read gridwatch/v1/+/+/+/status\ntopic read gridwatch/v1/+/+/commands/ack\n"
         "topic write gridwatch/v1/+/+/commands\n"
-        "topic write gridwatch/v1/+/_tickets/+/transitions\n",
+        "topic write gridwatch/v1/+/_tickets/+/transitions\n"
+        "topic write gridwatch/v1/+/+/+/config\n",
     ]
 
 

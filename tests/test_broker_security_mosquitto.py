@@ -260,6 +260,38 @@ def test_ticket_transitions_come_from_the_server_only(site: Site, clients: list[
     assert acme.wait_for("transition") == ["transition"]
 
 
+def test_node_reads_only_its_own_camera_configs(site: Site, clients: list[Client]) -> None:
+    """Camera configs come from the server; node B cannot read node A's, node A reads its own, and the
+    site's integrator (whose subtree covers them) reads them too."""
+    server = connect(clients, site, "server", tls=False)
+    assert server.accepted
+    node_a = connect(clients, site, "node-a@site-a")
+    node_b = connect(clients, site, "node-b@site-a")
+    acme = connect(clients, site, "acme@site-a")
+    node_a.subscribe(topics.node_configs_filter("site-a", "node-a"))
+    # Node B asks for A's configs by name and for everything (Mosquitto may refuse both outright).
+    node_b.subscribe(topics.node_configs_filter("site-a", "node-a"), "gridwatch/#",
+                     topics.node_configs_filter("site-a", "node-b"))
+    acme.subscribe(topics.CONFIGS_FILTER)
+    server.publish(topics.camera_config_topic("site-a", "node-a", "cam-1"), "config-for-a")
+    server.publish(topics.camera_config_topic("site-a", "node-b", "cam-1"), "config-for-b")
+    assert node_b.wait_for("config-for-b") == ["config-for-b"]
+    assert node_a.wait_for("config-for-a") == ["config-for-a"]
+    assert acme.wait_for("config-for-b") == ["config-for-a", "config-for-b"]
+
+
+def test_node_cannot_write_camera_configs(site: Site, clients: list[Client]) -> None:
+    """Not even its own cameras': a compromised box must not re-arm or disarm its own rules."""
+    node_a = connect(clients, site, "node-a@site-a")
+    node_b = connect(clients, site, "node-b@site-a")
+    node_a.subscribe(topics.node_configs_filter("site-a", "node-a"), node_commands_topic("site-a", "node-a"))
+    # publish() waits for the PUBACK, which Mosquitto sends once it has routed (or dropped) the message.
+    node_b.publish(topics.camera_config_topic("site-a", "node-a", "cam-1"), "forged-by-b")
+    node_a.publish(topics.camera_config_topic("site-a", "node-a", "cam-1"), "forged-by-itself")
+    node_a.publish(node_commands_topic("site-a", "node-a"), "control")  # same client: arrives after its forgery
+    assert node_a.wait_for("control") == ["control"]
+
+
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "loopback"])
 def test_anonymous_and_wrong_password_refused(site: Site, clients: list[Client], tls: bool) -> None:
     cert = {"cert_of": "node-a@site-a"} if tls else {}

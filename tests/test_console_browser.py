@@ -42,7 +42,6 @@ from gridwatch.broker.contract import (
 from gridwatch.server import registry
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.zones import camera_config_topic
 from tests.auth_helpers import PASSWORD, add_account, login
 from tests.conftest import REPO, SAMPLES, Mosquitto
 from tests.test_server_mqtt import Publisher
@@ -519,7 +518,7 @@ def test_a_zone_moved_in_the_editor_changes_what_the_edge_replay_reports(compoun
     assert not page.errors  # type: ignore[attr-defined]
     page.context.close()
 
-    pushed = Subscriber(compound.runner.settings.mqtt_url, camera_config_topic(SITE, NODE, camera)).first()
+    pushed = Subscriber(compound.runner.settings.mqtt_url, topics.camera_config_topic(SITE, NODE, camera)).first()
     assert pushed["version"] == 2 and pushed["schema"] == "gridwatch.camera-config/1"
     [zone] = pushed["zones"]
     ys = [y for _, y in zone["polygon"]]

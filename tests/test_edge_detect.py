@@ -65,3 +65,26 @@ def test_person_in_real_clip_and_empty_frame(detector: OnnxDetector, samples: Pa
     persons = lambda d: [s for s, c in zip(d.scores, d.class_ids, strict=True) if c == 0]  # noqa: E731
     assert persons(detector.detect(frames[0])) == []        # the empty room at the start
     assert len(persons(detector.detect(frames[120]))) == 1  # p1 standing at the table at 12 s
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.05])
+def test_yolox_candidates_equal_scoring_every_anchor(detector: OnnxDetector, samples: Path, threshold: float) -> None:
+    """Dropping anchors by objectness first (a score never exceeds it) must keep exactly what scoring all keeps."""
+    capture = cv2.VideoCapture(str(samples / "one-by-one-person-detection.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 120)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    canvas, _ = letterbox(frame, detector.input_size)
+    raw = detector.session.run(None, {detector.input_name: detector.layout.blob([canvas])})[0][0]
+    thresholds = np.full(len(detector.class_names), threshold, np.float32)
+    scores_all = raw[:, 5:] * raw[:, 4:5]
+    ids_all = scores_all.argmax(1)
+    best = scores_all[np.arange(len(raw)), ids_all]
+    keep = best >= threshold
+    centres = (raw[keep, :2] + detector.layout.grids[keep]) * detector.layout.strides[keep]
+    sizes = np.exp(raw[keep, 2:4]) * detector.layout.strides[keep]
+    boxes, scores, class_ids = detector.layout.candidates(raw, thresholds)
+    assert keep.sum() > 0 and len(scores) == keep.sum()
+    assert np.array_equal(scores, best[keep]) and np.array_equal(class_ids, ids_all[keep])
+    assert np.array_equal(boxes, np.concatenate((centres - sizes / 2, centres + sizes / 2), 1))

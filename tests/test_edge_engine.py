@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.edge.capture import Frame
+from gridwatch.edge.capture import Frame, FrameSource, Sampler
 from gridwatch.edge.config import ConfigError, Motion, Tamper, Zone, parse_config
 from gridwatch.edge.layouts import Yolov8Layout, detect_layout
-from gridwatch.edge.motion import MotionDetector, MotionGate
-from gridwatch.edge.runner import build_detector
+from gridwatch.edge.motion import CHEAP_REFRESHES, MotionDetector, MotionGate
+from gridwatch.edge.runner import Engine, build_detector, evidence_store
 from gridwatch.edge.scheduler import Scheduler
 from gridwatch.edge.tamper import TamperCheck
 from gridwatch.edge.track import Track
@@ -92,16 +92,41 @@ def test_gate_skips_a_still_camera_with_nothing_tracked(samples: Path) -> None:
     assert gate.needs_detection(frames[60], 6.0, [], False)
 
 
-def test_gate_refreshes_a_still_tracked_object_at_the_lower_rate(samples: Path) -> None:
-    frames = frames_at(samples / CLIP, [0, 2, 4])
+def test_gate_refreshes_a_still_tracked_object_cheaply_then_with_the_detector(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 2, 4])  # the room is still for the first seconds
     gate = MotionGate(Motion(refresh_s=2.0))
     still_object = [np.array([300, 200, 400, 430], np.float32)]
     assert gate.needs_detection(frames[0], 0.0, still_object, False)
     gate.detected(0.0)
     assert not gate.needs_detection(frames[2], 1.0, still_object, False)
-    assert gate.needs_detection(frames[4], 2.0, still_object, False), "refresh after refresh_s"
-    assert gate.needs_detection(frames[4], 2.2, still_object, True), "an unconfirmed object is re-detected"
+    for n in range(1, CHEAP_REFRESHES + 1):
+        assert not gate.needs_detection(frames[4], 2.0 * n, still_object, False), "unchanged box: pixel check passes"
+        assert not gate.needs_detection(frames[4], 2.0 * n + 1.0, still_object, False), "and holds for refresh_s"
+    assert gate.needs_detection(frames[4], 2.0 * (CHEAP_REFRESHES + 1), still_object, False), "then the detector"
+    assert gate.needs_detection(frames[4], 2.2 * (CHEAP_REFRESHES + 1), still_object, True), "unconfirmed: detect"
     assert MotionGate(Motion(enabled=False)).needs_detection(frames[2], 0.2, [], False)
+
+
+def test_a_tracked_box_whose_pixels_changed_since_its_detection_is_not_unchanged(samples: Path) -> None:
+    frames = frames_at(samples / CLIP, [0, 60])  # empty room at 0 s; p1 has walked in by 6 s
+    motion = MotionDetector(Motion())
+    motion.regions(frames[0])
+    reference = motion.grey
+    walker = motion.regions(frames[60])
+    assert walker and not motion.unchanged(reference, walker), "where the walker now is, the view changed"
+    wall = [np.array([0, 0, 60, 60], np.float32)]  # top-left corner: nobody there at 0 s or 6 s
+    assert motion.unchanged(reference, wall)
+    # Someone appears so slowly that the background absorbs it and the motion stage never fires: the
+    # refresh's pixel check still sees the box differ from the detection-time view and calls the detector.
+    gate = MotionGate(Motion(refresh_s=2.0))
+    assert gate.needs_detection(frames[0], 0.0, walker, False)
+    gate.detected(0.0)
+    steps = [cv2.addWeighted(frames[0], 1 - k / 30, frames[60], k / 30, 0) for k in range(1, 11)]  # 2 s
+    shadow = MotionDetector(Motion())  # sees what the gate's motion stage sees
+    shadow.regions(frames[0])
+    assert all(shadow.regions(image) == [] for image in steps), "too slow for the motion stage"
+    verdicts = [gate.needs_detection(image, 0.2 * k, walker, False) for k, image in enumerate(steps, 1)]
+    assert verdicts == [False] * 9 + [True], "the first refresh (2 s) finds the box changed"
 
 
 def test_zone_membership_has_inertia_and_a_minimum_size() -> None:
@@ -166,3 +191,26 @@ def test_gate_detects_sustained_motion_once_per_motion_period_but_a_new_object_a
     gate.detected(6.6)
     assert not gate.needs_detection(frames[68], 6.8, [], False), "nothing tracked: motion waits longer"
     assert gate.needs_detection(frames[70], 7.2, [], False)
+
+
+def test_blocking_engine_processes_every_frame_of_every_camera_once_in_order(samples: Path, tmp_path: Path) -> None:
+    """Readers wait on their own slot and workers are woken one at a time: nothing may be lost or stuck."""
+    clip = str(samples / "car-detection.mp4")
+    cfg = parse_config({"site_id": "s", "node_id": "n", "detector": {"workers": 2}, "evidence": {"dir": str(tmp_path)},
+                        "cameras": [{"id": f"c{n}", "source": clip, "tamper": {"enabled": False}}
+                                    for n in range(3)]})
+    source = FrameSource(clip)
+    expected = [frame.source_time_s for frame in source.frames(Sampler(cfg.cameras[0].detect_fps))]
+    source.close()
+    engine = Engine(cfg, [], evidence_store(cfg), realtime=False, block=True, reconnect=False)
+    seen: list[list[float]] = [[] for _ in engine.pipelines]
+    for pipeline, times in zip(engine.pipelines, seen, strict=True):
+        def recording(frame: Frame, detections: object, update=pipeline.update, times=times) -> list:
+            times.append(frame.source_time_s)
+            return update(frame, detections)
+        pipeline.update = recording
+    engine.start()
+    engine.finish()
+    engine.stop()
+    assert all(times == expected for times in seen)
+    assert sum(slot.dropped for slot in engine.scheduler.slots) == 0

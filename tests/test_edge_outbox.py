@@ -74,8 +74,9 @@ def test_size_bound_drops_updates_then_ends_then_oldest_starts(tmp_path: Path) -
     kept = box.pending(limit=100)
     assert [m.phase for m in kept] == ["start"] * 10  # only the newest starts remain
     assert box.dropped_totals() == {"update": 4, "end": 4, "start": 2}
-    assert box.take_drop_report() == {"update": 4, "end": 4, "start": 2}
-    assert box.take_drop_report() == {}
+    report = box.take_drop_report()
+    assert report.phases == {"update": 4, "end": 4, "start": 2} and report.total == 10
+    assert not box.take_drop_report()
 
 
 def test_age_bound_expires_all_but_starts(tmp_path: Path) -> None:
@@ -88,7 +89,33 @@ def test_age_bound_expires_all_but_starts(tmp_path: Path) -> None:
     box.append("t", b"fresh", "update")
     assert [m.payload for m in box.pending()] == [b"start", b"fresh"]
     assert box.depth().oldest_age_s == 61
-    assert box.take_drop_report() == {"update": 1, "end": 1}
+    report = box.take_drop_report()
+    assert report.phases == {"update": 1, "end": 1}
+    assert (report.first_at, report.last_at) == (1_000_000.0, 1_000_000.0)  # when the dropped ones were stored
+
+
+def test_drop_report_spans_the_dropped_messages_and_survives_a_reopen(tmp_path: Path) -> None:
+    clock = FakeClock()
+    box = Outbox(tmp_path / "outbox.db", max_bytes=3 * 101, clock=clock)
+    for i in range(6):
+        clock.now = 1_000_000.0 + i
+        box.append("t", b"u" * 100, "update")
+    box.close()
+    report = Outbox(tmp_path / "outbox.db", clock=clock).take_drop_report()
+    assert report.phases == {"update": 3}
+    assert (report.first_at, report.last_at) == (1_000_000.0, 1_000_002.0)  # the three oldest went
+
+
+def test_payload_built_from_its_sequence_number_carries_the_stored_one(tmp_path: Path) -> None:
+    """The number written into a message is the key it is stored under, and a reopen continues after it."""
+    box = Outbox(tmp_path / "outbox.db")
+    seqs = [box.append("t", lambda seq: f"seq={seq}".encode(), "start") for _ in range(3)]
+    box.remove(seqs[-1])
+    box.close()
+    again = Outbox(tmp_path / "outbox.db")
+    seqs.append(again.append("t", lambda seq: f"seq={seq}".encode(), "start"))
+    assert seqs == [1, 2, 3, 4]
+    assert [m.payload for m in again.pending()] == [b"seq=1", b"seq=2", b"seq=4"]
 
 
 # -- the publisher with its outbox, against a real Mosquitto ----------------------------------------

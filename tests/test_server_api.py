@@ -111,7 +111,7 @@ def test_snapshot_round_trip_is_content_addressed_and_idempotent(client: Client,
     assert fetched.status_code == 200
     assert fetched.content == jpeg
     assert fetched.headers["content-type"] == "image/jpeg"
-    assert "immutable" in fetched.headers["cache-control"]
+    assert fetched.headers["cache-control"] == "private, no-cache"  # each view reaches the evidence access log
     assert Image.open(io.BytesIO(fetched.content)).size == (32, 18)
 
 

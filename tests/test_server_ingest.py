@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -10,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
-from gridwatch.server import correlation, registry
-from gridwatch.server.db import create_engine, current_revision, session_factory, upgrade
+from gridwatch.server import correlation, indicators, registry
+from gridwatch.server.db import MIGRATIONS_DIR, create_engine, current_revision, session_factory, upgrade
 from gridwatch.server.ingest import MAX_EVENT_BYTES, IngestStatus, store_message, store_messages
 from gridwatch.server.models import Base, DeadLetter, EventRecord, Ticket
 
@@ -76,7 +79,10 @@ def only_ticket(sessions: sessionmaker[Session]) -> Ticket:
 def test_migrations_match_the_models_and_rerun_cleanly(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)  # every server start runs it: must be a no-op the second time
-    assert current_revision(database_url) == "0003"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # get_current_head raises when two migrations claim the same parent: the chain must stay linear.
+    assert current_revision(database_url) == ScriptDirectory.from_config(config).get_current_head()
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -84,6 +90,77 @@ def test_migrations_match_the_models_and_rerun_cleanly(database_url: str) -> Non
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_indicator_scans_read_only_the_opened_at_index_on_postgresql(database_url: str) -> None:
+    """Alembic does not compare INCLUDE lists: check the index carries every column the indicators read."""
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql))
+    try:
+        with session_factory(engine)() as session:
+            for group_by in ("grid", "community", "street", "district", "category", "type"):
+                indicators.compute(session, group_by=group_by, period="month", since=T0, until=T0,
+                                   grid_id="g", community_id="c", street_id="s", district_id="d", type="t",
+                                   subcategory="x")
+        read = {column for sql in statements for column in re.findall(r"tickets\.(\w+)", sql)}
+        [index] = [i for i in Ticket.__table__.indexes if i.name == "ix_tickets_opened_at"]
+        carried = {"opened_at", *index.dialect_options["postgresql"]["include"]}
+        assert read and read <= carried, f"not in the index: {sorted(read - carried)}"
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                definition = conn.scalar(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                                 "'ix_tickets_opened_at'"))
+            included = definition.split("INCLUDE (", 1)[1].rstrip(")").split(", ")
+            assert set(included) == carried - {"opened_at"}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_day_summary_gives_the_indicators_the_tickets_give() -> None:
+    """PostgreSQL's ticket_day_stats (backfilled by the migration, then kept by its trigger through
+    transitions, a moved opening time and deletes) adds up to exactly what a scan of the tickets gives."""
+    from bench.ingest_bench import FILL_SQL
+    from tests.conftest import _fresh_postgres_database
+
+    url, drop = _fresh_postgres_database()
+    engine = None
+    try:
+        upgrade(url, "0005")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(FILL_SQL), {"n": 6000})  # before the summary existed: the migration backfills
+        upgrade(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE tickets SET incident_id = md5('first' || id)"))  # free the generated ids
+            conn.execute(sa.text(FILL_SQL), {"n": 3000})  # after: the trigger
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE tickets SET stage = 'voided', closed_at = NULL, rating = NULL "
+                                 "WHERE id % 97 = 0"))
+            conn.execute(sa.text("UPDATE tickets SET opened_at = opened_at + interval '3 days' WHERE id % 101 = 0"))
+            conn.execute(sa.text("UPDATE tickets SET overdue = NOT overdue, rework_count = rework_count + 1 "
+                                 "WHERE id % 89 = 0"))
+            conn.execute(sa.text("DELETE FROM tickets WHERE id % 103 = 0"))
+        june, july = datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)
+        windows = [(None, None), (june, july), (june + timedelta(hours=16), june + timedelta(days=8, hours=3)),
+                   (june + timedelta(hours=1), june + timedelta(hours=5)), (june, None), (None, june)]
+        with session_factory(engine)() as session:
+            assert session.scalar(sa.text("SELECT count(*) FROM ticket_day_stats")) > 0
+            for group_by in ("none", "street", "community", "category", "type"):
+                for period in ("none", "day", "month"):
+                    for since, until in windows:
+                        for filters in ({}, {"street_id": "street-3"}, {"type": "loitering"}):
+                            kwargs = dict(group_by=group_by, period=period, since=since, until=until, **filters)
+                            summed = indicators.compute(session, **kwargs)
+                            assert summed == indicators.compute(session, use_summary=False, **kwargs), kwargs
+            assert sum(r["tickets"] for r in indicators.compute(session)) == session.scalar(
+                sa.text("SELECT count(*) FROM tickets"))
+    finally:
+        if engine is not None:
+            engine.dispose()
+        drop()
 
 
 def test_a_start_opens_one_ticket(sessions: sessionmaker[Session]) -> None:

@@ -49,6 +49,21 @@ def test_the_category_table_must_cover_every_event_type_and_name_real_policies()
         categories.CategoryTable.model_validate(table)
 
 
+def test_group_wait_needs_grid_grouping_and_fits_in_the_group_interval() -> None:
+    table = categories.load_sample().model_dump(mode="json")
+    loitering = next(c for c in table["categories"] if c["event_type"] == "loitering")
+    loitering["group_wait_s"] = 30
+    with pytest.raises(ValidationError, match="group_wait_s: loitering waits for a group but group_by_grid is off"):
+        categories.CategoryTable.model_validate(table)
+    table = categories.load_sample().model_dump(mode="json")
+    fire = next(c for c in table["categories"] if c["event_type"] == "fire_lane_blocked")
+    fire["group_wait_s"] = 900
+    with pytest.raises(ValidationError, match=r"group_wait_s: 900 s is longer than group_interval_s \(600 s\)"):
+        categories.CategoryTable.model_validate(table)
+    fire["group_wait_s"] = 600
+    assert categories.CategoryTable.model_validate(table).for_type("fire_lane_blocked").group_wait_s == 600
+
+
 def test_registry_round_trips_through_csv() -> None:
     sample = registry.load_sample()
     text = registry.to_csv(sample)

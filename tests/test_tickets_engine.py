@@ -1,7 +1,8 @@
 """The ticket engine's acceptance on real parts: Mosquitto, SQLite and PostgreSQL, a manual clock.
 
 1. a scripted day: dedup, grouping, recurrence, inhibition and silence, every lifecycle stage with
-   return, claim, parking, extension and rework, the audit trail, and its MQTT publication;
+   return, claim, parking, extension and rework, the audit trail, and its MQTT publication; and the
+   grouping window's group_wait holding a burst's ticket back from registration until it is in;
 2. a 2-minute limit escalates grid → community → street and the indicators show the breach;
 3. the fire lane's ``end`` verifies its ticket, and while a camera still reports it, nobody can;
 5. two replicas on one shared subscription: no lost and no duplicate ticket.
@@ -276,6 +277,45 @@ def _scripted_day(api: Api, edge: Edge, clock: ManualClock, listener: Listener) 
     assert listener.actions(t2["id"]) == api.trail(t2["id"])
 
 
+def test_group_wait_gathers_a_burst_before_registering(api: Api, edge: Edge, mosquitto, clock: ManualClock) -> None:
+    """Clutter in the fire lanes (sample: group_wait_s 300): the ticket waits for the burst, then registers."""
+    listener = Listener(mosquitto.url)
+    try:
+        clutter = EventType.FIRE_LANE_OBSTRUCTED
+        assert categories.load_sample().for_type(clutter.value).group_wait_s == 300
+        east, west = new_id(), new_id()
+        edge.send("lane-east-cam", clutter, Phase.START, east, dwell=1900)  # 立案条件 (1800 s) met at once
+        wait_events(api, 1)
+        [ticket] = api.get("/api/tickets")["items"]
+        assert ticket["stage"] == "reported"  # held: its group is gathering
+        clock.advance(timedelta(minutes=2))
+        edge.send("lane-west-cam", clutter, Phase.START, west, dwell=1900)  # the other lane camera of the grid
+        clock.advance(timedelta(minutes=2))
+        edge.send("lane-east-cam", clutter, Phase.UPDATE, east, dwell=2020)
+        wait_events(api, 3)
+        held = api.ticket(ticket["id"])
+        assert (held["stage"], held["incident_count"], held["open_incidents"]) == ("reported", 2, 2)
+        clock.advance(timedelta(seconds=61))  # 301 s after it opened: the wait is over
+        edge.send("lane-west-cam", clutter, Phase.UPDATE, west, dwell=2140)
+        wait_for(lambda: api.ticket(ticket["id"])["stage"] == "registered", "registration after the group wait")
+        assert api.get("/api/tickets")["total"] == 1
+        assert api.trail(ticket["id"]) == ["open", "merge", "register"]
+        # Integrators hear of the registration once, with the whole burst already in the ticket.
+        wait_for(lambda: listener.actions(ticket["id"]) == ["open", "merge", "register"], "the published trail")
+
+        # A group whose every incident has ended has nothing left to wait for: decided at once.
+        gate = new_id()
+        edge.send("gate-north-cam", clutter, Phase.START, gate, zone="gate", dwell=1900)
+        clock.advance(timedelta(seconds=10))
+        edge.send("gate-north-cam", clutter, Phase.END, gate, zone="gate", dwell=1910)
+        wait_events(api, 6)
+        other = next(t for t in api.get("/api/tickets")["items"] if t["id"] != ticket["id"])
+        assert other["grid_id"] == "grid-xingfu-01" and other["stage"] == "registered"
+        assert api.trail(other["id"]) == ["open", "register"]
+    finally:
+        listener.close()
+
+
 def test_a_two_minute_limit_escalates_up_the_levels(api: Api, edge: Edge, clock: ManualClock) -> None:
     table = categories.load_sample().model_dump(mode="json")
     fire = next(c for c in table["categories"] if c["event_type"] == "fire_lane_blocked")
@@ -349,7 +389,10 @@ def test_two_replicas_share_the_stream_without_loss_or_duplicates(mosquitto, tmp
         api = Api(replicas[0])
         wait_for(lambda: api.get("/api/events")["total"] == len(sent), "every event", timeout=60)
         healths = [httpx.get(f"{r.url}/api/health").json()["mqtt"] for r in replicas]
-        assert all(h["stored"] > 0 for h in healths), healths  # both replicas took part
+        # Both replicas took part. (Each message goes out twice, and the broker may hand every first copy
+        # to one replica and every second to the other: which of them stores and which finds a duplicate
+        # is a race, so "took part" counts both.)
+        assert all(h["stored"] + h["duplicates"] > 0 for h in healths), healths
         assert sum(h["stored"] for h in healths) == len(sent)
         assert sum(h["duplicates"] for h in healths) == len(sent)
         tickets = api.get("/api/tickets", limit=100)["items"]

@@ -44,4 +44,8 @@ CHANNELS = (
     Channel("nodeCommandAcks", topics.node_command_ack_topic, "gate-ack", qos=1, retain=False,
             publisher="gate controller", readers="edge node, server",
             summary="A gate controller's answer to a command, echoing its command_id."),
+    Channel("cameraConfig", topics.camera_config_topic, "camera-config", qos=1, retain=True,
+            publisher="server (a zone config saved in the console)",
+            readers="the camera's edge node (it subscribes to {site_id}/{node_id}/+/config); integrators of the site",
+            summary="A camera's zones and rules; the node applies a newer version without restarting the stream."),
 )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridwatch.broker.contract import (
+    CameraConfig,
     CameraStatus,
     Event,
     EventType,
@@ -57,4 +58,10 @@ def examples() -> dict[str, list[tuple[str, str, Any]]]:
         "gate-ack": [("opened", "The gate controller opened the gate.",
                       GateAck(command_id="7a6b5c4d3e2f10213243546576879809", gate_id="gate-north",
                               status=GateAckStatus.DONE, at=_T0 + timedelta(seconds=1)))],
+        "camera-config": [("lobbyLoitering", "Version 3 of cam-1's zones: a lobby where a minute's dwell is loitering.",
+                           CameraConfig(camera_id="cam-1", version=3, zones=[{
+                               "id": "lobby", "name": "大堂 / Lobby",
+                               "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]],
+                               "rules": [{"type": "loitering", "min_dwell_s": 60, "update_every_s": 10}]}],
+                               **_PLACE))],
     }

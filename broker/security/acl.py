@@ -5,11 +5,15 @@ substituted from what a client sends, so a crafted client id or user name cannot
 (CVE-2017-7650); the ids were checked when the principal was added. A user without a block, such as
 a revoked one, may do nothing, and anonymous clients are refused outright by the config.
 
-* a node publishes only under its own prefix ``gridwatch/v1/<site>/<node>/`` (events, statuses,
-  its last will) and reads only its own commands topic;
-* a server reads every event and status, writes any node's commands and publishes ticket
-  transitions;
-* an integrator reads its own site's subtree and writes nothing.
+* a node publishes only under its own prefix ``gridwatch/v1/<site>/<node>/``, and there only the
+  topics a node sends (events, statuses and its last will, gate commands and their acks): never a
+  camera ``config``, which comes from the server alone. It reads only its own commands topic and
+  its own cameras' configs (``<site>/<node>/+/config``);
+* a server reads every event and status, writes any node's commands and any camera's config, and
+  publishes ticket transitions;
+* an integrator reads its own site's subtree and writes nothing. That subtree includes the site's
+  camera configs: zone polygons and rules are the site's own data (a property platform may draw
+  them on its maps), hold nothing personal, and give no power to change anything.
 """
 
 from __future__ import annotations
@@ -29,13 +33,20 @@ def rules(principal: Principal) -> list[tuple[str, str]]:
     """(access, topic filter) pairs granted to ``principal``."""
     if principal.kind is Kind.NODE:
         assert principal.site_id is not None
-        return [("write", f"{node_prefix(principal.site_id, principal.name)}/#"),
+        prefix = node_prefix(principal.site_id, principal.name)
+        # Spelled out rather than ``<prefix>/#``, which would let a node forge its own camera configs.
+        writes = (f"{prefix}/status", f"{prefix}/+/status", f"{prefix}/+/events",
+                  node_commands_topic(principal.site_id, principal.name),
+                  node_command_ack_topic(principal.site_id, principal.name))
+        return [*(("write", topic_filter) for topic_filter in writes),
                 ("read", node_commands_topic(principal.site_id, principal.name)),
-                ("read", node_command_ack_topic(principal.site_id, principal.name))]
+                ("read", node_command_ack_topic(principal.site_id, principal.name)),
+                ("read", topics.node_configs_filter(principal.site_id, principal.name))]
     if principal.kind is Kind.SERVER:
         reads = [("read", topic_filter) for topic_filter in
                  (topics.EVENTS_SUBSCRIPTION, *topics.STATUS_SUBSCRIPTIONS, topics.COMMAND_ACKS_FILTER)]
-        return [*reads, ("write", topics.COMMANDS_FILTER), ("write", topics.TICKET_TRANSITIONS_SUBSCRIPTION)]
+        return [*reads, ("write", topics.COMMANDS_FILTER), ("write", topics.TICKET_TRANSITIONS_SUBSCRIPTION),
+                ("write", topics.CONFIGS_FILTER)]
     assert principal.site_id is not None
     return [("read", f"{topics.PREFIX}/{topics.check_id('site_id', principal.site_id)}/#")]
 

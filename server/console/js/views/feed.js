@@ -7,7 +7,7 @@ import { onLive } from "../live.js";
 import { evidence, snapshotFigure } from "./evidence.js";
 
 export const EVENT_TYPES = ["loitering", "fire_lane_blocked", "fire_lane_obstructed", "courier_entry",
-  "courier_overstay", "camera_offline", "camera_tamper"];
+  "courier_overstay", "camera_offline", "camera_tamper", "edge_outbox_overflow"];
 const PHASES = ["start", "update", "end"];
 const URGENT = new Set(["fire_lane_blocked", "fire_lane_obstructed"]);
 const MAX_ROWS = 200;

@@ -1,0 +1,1 @@
+"""A clustered broker for district scale: NATS with JetStream and its MQTT gateway (see README.md)."""

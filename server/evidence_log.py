@@ -1,0 +1,82 @@
+"""The evidence access log: who viewed or downloaded which snapshot, when, from where.
+
+Snapshots show people; every read of one is a processing of personal data that must be
+accountable. ``GET /api/snapshots/{sha256}`` calls :func:`record` before it sends the bytes, and
+answers ``Cache-Control: private, no-cache`` so a browser asks again (and is logged again) on each
+view instead of showing a cached copy silently. Admins read the log at ``GET /api/evidence-access``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
+
+from gridwatch.server import auth
+from gridwatch.server.models import EventRecord, EvidenceAccess, Ticket
+from gridwatch.server.schemas import Page, RowIdQuery
+
+CACHE_CONTROL = "private, no-cache"
+
+
+def ticket_of(session: Session, sha256: str) -> int | None:
+    """The ticket a snapshot is evidence of: the ticket's own snapshots first, then its events'."""
+    found = session.scalar(sa.select(Ticket.id).where(
+        sa.or_(Ticket.snapshot_sha256 == sha256, Ticket.latest_snapshot_sha256 == sha256)).limit(1))
+    if found is None:
+        found = session.scalar(sa.select(EventRecord.ticket_id).where(
+            EventRecord.snapshot_sha256 == sha256, EventRecord.ticket_id.is_not(None)).limit(1))
+    return found
+
+
+def record(request: Request, sha256: str) -> None:
+    """Log one read of snapshot ``sha256`` by the request's principal (committed before the bytes go)."""
+    principal: auth.Principal | None = request.state.principal
+    state = request.app.state
+    with state.sessions() as session:
+        session.add(EvidenceAccess(
+            sha256=sha256, ticket_id=ticket_of(session, sha256),
+            actor=principal.name if principal else "anonymous", role=principal.role if principal else "",
+            principal_kind=principal.kind if principal else "anonymous",
+            client=(request.client.host if request.client else "?")[:64],
+            user_agent=request.headers.get("user-agent", "")[:200], at=state.clock.now()))
+        session.commit()
+
+
+class AccessOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sha256: str
+    ticket_id: int | None
+    actor: str
+    role: str
+    principal_kind: str
+    client: str
+    user_agent: str
+    at: datetime
+
+
+router = APIRouter(prefix="/api", tags=["privacy"])
+
+
+@router.get("/evidence-access", response_model=Page[AccessOut], dependencies=[auth.require_roles("admin")])
+def list_access(request: Request, sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+                ticket_id: RowIdQuery = None, actor: Annotated[str | None, Query(max_length=64)] = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> Page[AccessOut]:
+    """Who viewed evidence, newest first; filter by snapshot, ticket or person."""
+    query = sa.select(EvidenceAccess)
+    for column, value in ((EvidenceAccess.sha256, sha256), (EvidenceAccess.ticket_id, ticket_id),
+                          (EvidenceAccess.actor, actor)):
+        if value is not None:
+            query = query.where(column == value)
+    with request.app.state.sessions() as session:
+        total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(EvidenceAccess.id.desc()).limit(limit).offset(offset))
+        items = [AccessOut.model_validate(r) for r in rows]
+    return Page[AccessOut](items=items, total=total, limit=limit, offset=offset)

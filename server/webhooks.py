@@ -1,0 +1,317 @@
+"""Outbound webhooks: every ticket transition POSTed to the integrators' HTTPS endpoints, signed,
+retried with exponential backoff, with a delivery log.
+
+The body is exactly the MQTT ticket-transition payload (``publish.payloads``, schema
+``gridwatch.ticket-transition/1``), so an integrator parses one format whichever way it listens.
+Deliveries are rows, written when the transition is announced (the same hook that publishes it
+to MQTT, once, by the replica that made the change) and worked off by :func:`delivery_worker`:
+a retry waiting for its time survives a restart, and a replica claims a delivery by moving its
+``next_attempt_at`` forward in one UPDATE, so two replicas never send the same one at once.
+
+Signature: ``X-GridWatch-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``.
+The timestamp inside the signed text lets a receiver refuse replays older than a few minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
+
+from gridwatch.server import auth
+from gridwatch.server.clock import Clock
+from gridwatch.server.models import TicketTransition, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from gridwatch.server.periodic import PeriodicJob
+from gridwatch.server.publish import payloads
+from gridwatch.server.schemas import ErrorResponse, Page, RowId
+from gridwatch.server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-GridWatch-Signature"
+EVENT = "ticket.transition"
+ALL = "*"
+BATCH = 20
+MAX_ERROR = 500
+
+
+class Status:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: float = 300) -> bool:
+    """What a receiver does (the README shows the same steps): recompute and compare in constant time,
+    and refuse a timestamp too far from its own clock."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
+    """Wait after the ``attempts``-th failed try: base, 2×base, 4×base, … capped at ``max_s``."""
+    return timedelta(seconds=min(base_s * 2 ** (attempts - 1), max_s))
+
+
+def wants(subscription: WebhookSubscription, action: str) -> bool:
+    return ALL in subscription.events or action in subscription.events
+
+
+def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition], now: datetime) -> int:
+    """Owe each matching subscription each transition (committed); returns the deliveries made.
+
+    Called after the transitions' own commit; a failure here is logged and never undoes them."""
+    if not entries:
+        return 0
+    try:
+        with sessions() as session:
+            subscriptions = list(session.scalars(sa.select(WebhookSubscription).where(WebhookSubscription.active)))
+            if not subscriptions:
+                return 0
+            rows = [WebhookDelivery(subscription_id=sub.id, transition_id=entry.id, ticket_id=entry.ticket_id,
+                                    event=entry.action, payload=payload.to_dict(), status=Status.PENDING, attempts=0,
+                                    next_attempt_at=now, created_at=now)
+                    for entry, (_topic, payload) in zip(entries, payloads(session, entries), strict=True)
+                    for sub in subscriptions if wants(sub, entry.action)]
+            session.add_all(rows)
+            session.commit()
+            return len(rows)
+    except Exception:
+        log.exception("could not queue webhook deliveries for %d transition(s)", len(entries))
+        return 0
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A webhook URL is where the admin said; a redirect is reported as the response it is."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def post(url: str, secret: str, delivery_id: int, body: bytes, timeout_s: float) -> Outcome:
+    """One signed POST; never raises (a failure is an outcome to log and retry)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "GridWatch-Webhooks/1",
+               "X-GridWatch-Event": EVENT, "X-GridWatch-Delivery": str(delivery_id),
+               SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
+    started = time.perf_counter()
+    try:
+        with _OPENER.open(urllib.request.Request(url, data=body, headers=headers, method="POST"),
+                          timeout=timeout_s) as response:
+            response.read(65536)
+            return Outcome(response.status, (time.perf_counter() - started) * 1000, None)
+    except urllib.error.HTTPError as exc:
+        return Outcome(exc.code, (time.perf_counter() - started) * 1000, f"HTTP {exc.code} {exc.reason}")
+    except Exception as exc:  # refused, reset, timed out, bad TLS, unresolvable host
+        return Outcome(None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+
+
+def body_of(delivery: WebhookDelivery) -> bytes:
+    """The exact bytes signed and sent (the same on every retry)."""
+    return json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def deliver_due(sessions: sessionmaker[Session], settings: ServerSettings, now: Callable[[], datetime]) -> int:
+    """Try every delivery whose time has come (a batch); returns how many were tried."""
+    lease = timedelta(seconds=settings.webhook_timeout_s * 2 + 5)
+    with sessions() as session:
+        due = session.execute(
+            sa.select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            .where(WebhookDelivery.status == Status.PENDING, WebhookDelivery.next_attempt_at <= now())
+            .order_by(WebhookDelivery.next_attempt_at).limit(BATCH)).all()
+    tried = 0
+    for delivery_id, seen in due:
+        with sessions() as session:
+            claimed = session.execute(
+                sa.update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.next_attempt_at == seen,
+                       WebhookDelivery.status == Status.PENDING)
+                .values(next_attempt_at=now() + lease)).rowcount
+            session.commit()
+            if claimed != 1:
+                continue  # another replica has it
+            delivery = session.get(WebhookDelivery, delivery_id)
+            subscription = session.get(WebhookSubscription, delivery.subscription_id)
+            outcome = post(subscription.url, subscription.secret, delivery.id, body_of(delivery),
+                           settings.webhook_timeout_s)
+            _record(session, delivery, outcome, settings, now())
+            tried += 1
+    return tried
+
+
+def _record(session: Session, delivery: WebhookDelivery, outcome: Outcome, settings: ServerSettings,
+            at: datetime) -> None:
+    session.add(WebhookAttempt(delivery_id=delivery.id, at=at, status_code=outcome.status_code,
+                               latency_ms=round(outcome.latency_ms, 3), error=outcome.error))
+    delivery.attempts += 1
+    delivery.last_status_code = outcome.status_code
+    delivery.last_error = outcome.error
+    if outcome.ok:
+        delivery.status, delivery.finished_at, delivery.next_attempt_at = Status.DELIVERED, at, None
+    elif delivery.attempts >= settings.webhook_max_attempts:
+        delivery.status, delivery.finished_at, delivery.next_attempt_at = Status.FAILED, at, None
+    else:
+        delivery.next_attempt_at = at + backoff(delivery.attempts, settings.webhook_backoff_s,
+                                                settings.webhook_backoff_max_s)
+    session.commit()
+
+
+def delivery_worker(sessions: sessionmaker[Session], settings: ServerSettings, clock: Clock) -> PeriodicJob:
+    """Sends due deliveries every ``webhook_poll_s``, at once again while full batches keep coming."""
+    return PeriodicJob("webhooks", lambda: deliver_due(sessions, settings, clock.now) == BATCH,
+                       settings.webhook_poll_s, stop_timeout_s=settings.webhook_timeout_s + 5)
+
+
+# -- the admin API -------------------------------------------------------------------------------
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: AnyHttpUrl = Field(description="http(s) endpoint that receives a POST per transition")
+    secret: str = Field(min_length=16, max_length=200, description="signs each body; not shown again")
+    events: list[Annotated[str, Field(pattern=r"^(\*|[a-z_]{1,32})$")]] = Field(
+        default_factory=lambda: [ALL], min_length=1, max_length=50,
+        description="transition actions to send (open, register, dispatch, close, escalate, …) or * for all")
+
+    @field_validator("url")
+    @classmethod
+    def _short(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if len(str(value)) > 2000:
+            raise ValueError("at most 2000 characters")
+        return value
+
+
+class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subscription_id: int
+    transition_id: int
+    ticket_id: int
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    log: list[AttemptOut]
+
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[auth.require_roles("admin")])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
+
+
+@router.post("", response_model=SubscriptionOut, status_code=201)
+def create_subscription(body: SubscriptionIn, request: Request, principal: auth.CurrentPrincipal) -> SubscriptionOut:
+    with request.app.state.sessions() as session:
+        row = WebhookSubscription(url=str(body.url), secret=body.secret, events=sorted(set(body.events)), active=True,
+                                  created_by=principal.name, created_at=request.app.state.clock.now())
+        session.add(row)
+        session.commit()
+        return SubscriptionOut.model_validate(row)
+
+
+@router.get("", response_model=list[SubscriptionOut])
+def list_subscriptions(request: Request) -> list[SubscriptionOut]:
+    with request.app.state.sessions() as session:
+        rows = session.scalars(sa.select(WebhookSubscription).order_by(WebhookSubscription.id))
+        return [SubscriptionOut.model_validate(r) for r in rows]
+
+
+@router.delete("/{subscription_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
+def delete_subscription(subscription_id: RowId, request: Request) -> Response:
+    """Removes the subscription with its pending deliveries and log."""
+    with request.app.state.sessions() as session:
+        deleted = session.execute(sa.delete(WebhookSubscription).where(WebhookSubscription.id == subscription_id))
+        session.commit()
+    if deleted.rowcount != 1:
+        raise HTTPException(404, f"no webhook subscription {subscription_id}")
+    return Response(status_code=204)
+
+
+@router.get("/{subscription_id}/deliveries", response_model=Page[DeliveryOut], responses=NOT_FOUND)
+def list_deliveries(subscription_id: RowId, request: Request,
+                    status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> Page[DeliveryOut]:
+    """The delivery log, newest first: each delivery's state and every attempt (status, latency, error)."""
+    with request.app.state.sessions() as session:
+        if session.get(WebhookSubscription, subscription_id) is None:
+            raise HTTPException(404, f"no webhook subscription {subscription_id}")
+        query = sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+        if status is not None:
+            query = query.where(WebhookDelivery.status == status)
+        total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+        rows = list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit).offset(offset)))
+        attempts: dict[int, list[AttemptOut]] = {r.id: [] for r in rows}
+        for attempt in session.scalars(sa.select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(attempts))
+                                       .order_by(WebhookAttempt.id)):
+            attempts[attempt.delivery_id].append(AttemptOut.model_validate(attempt))
+        items = [DeliveryOut.model_validate({**{c: getattr(r, c) for c in DeliveryOut.model_fields if c != "log"},
+                                             "log": attempts[r.id]}) for r in rows]
+    return Page[DeliveryOut](items=items, total=total, limit=limit, offset=offset)
