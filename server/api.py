@@ -406,12 +406,13 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
     @app.get("/api/snapshots/{sha256}", response_class=FileResponse,
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                         404: {"model": ErrorResponse}})
-    def get_snapshot(sha256: Sha256, request: Request) -> FileResponse:
+    def get_snapshot(sha256: Sha256, request: Request, ticket_id: RowIdQuery = None) -> FileResponse:
+        """The image; ``ticket_id`` names the ticket it is viewed as evidence of, for the access log."""
         found = snapshots.find(sha256)
         if found is None:
             raise HTTPException(404, f"no snapshot {sha256}")
         path, media_type = found
-        evidence_log.record(request, sha256)  # every view is accountable, so no browser cache either
+        evidence_log.record(request, sha256, ticket_id)  # every view is accountable, so no browser cache either
         headers = {"Cache-Control": evidence_log.CACHE_CONTROL, "ETag": f'"{sha256}"'}
         return FileResponse(path, media_type=media_type, headers=headers)
 

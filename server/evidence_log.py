@@ -23,23 +23,32 @@ from gridwatch.server.schemas import Page, RowIdQuery
 CACHE_CONTROL = "private, no-cache"
 
 
-def ticket_of(session: Session, sha256: str) -> int | None:
-    """The ticket a snapshot is evidence of: the ticket's own snapshots first, then its events'."""
-    found = session.scalar(sa.select(Ticket.id).where(
-        sa.or_(Ticket.snapshot_sha256 == sha256, Ticket.latest_snapshot_sha256 == sha256)).limit(1))
-    if found is None:
-        found = session.scalar(sa.select(EventRecord.ticket_id).where(
-            EventRecord.snapshot_sha256 == sha256, EventRecord.ticket_id.is_not(None)).limit(1))
-    return found
+def evidence_of(session: Session, sha256: str, ticket_id: int | None) -> int | None:
+    """``ticket_id`` when the snapshot really is that ticket's evidence (its own snapshots or one of its
+    events'), else None.
+
+    The viewer names the ticket it shows (the console does, ``?ticket_id=``) and the server checks it
+    by the ticket's key and the events' ticket index: searching every ticket and event for a hash would
+    be a full scan at a million tickets, on every image a console draws."""
+    if ticket_id is None:
+        return None
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    if sha256 in (ticket.snapshot_sha256, ticket.latest_snapshot_sha256):
+        return ticket_id
+    return session.scalar(sa.select(EventRecord.ticket_id).where(
+        EventRecord.ticket_id == ticket_id, EventRecord.snapshot_sha256 == sha256).limit(1))
 
 
-def record(request: Request, sha256: str) -> None:
-    """Log one read of snapshot ``sha256`` by the request's principal (committed before the bytes go)."""
+def record(request: Request, sha256: str, ticket_id: int | None = None) -> None:
+    """Log one read of snapshot ``sha256`` by the request's principal (committed before the bytes go),
+    with the ticket it was viewed as evidence of when the viewer named one and it checks out."""
     principal: auth.Principal | None = request.state.principal
     state = request.app.state
     with state.sessions() as session:
         session.add(EvidenceAccess(
-            sha256=sha256, ticket_id=ticket_of(session, sha256),
+            sha256=sha256, ticket_id=evidence_of(session, sha256, ticket_id),
             actor=principal.name if principal else "anonymous", role=principal.role if principal else "",
             principal_kind=principal.kind if principal else "anonymous",
             client=(request.client.host if request.client else "?")[:64],

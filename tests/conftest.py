@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,29 @@ SHARED = Path(os.environ.get("GRIDWATCH_SHARED", REPO.parent / "shared"))
 SAMPLES = SHARED / "samples"
 MOSQUITTO_CONF = REPO / "broker" / "mosquitto" / "gridwatch.conf"
 PG_ADMIN_URL = os.environ.get("GRIDWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+_COUNTS = pytest.StashKey[list[str]]()
+ReportCounts = Callable[[str], None]
+
+
+@pytest.fixture
+def report_counts(request: pytest.FixtureRequest) -> ReportCounts:
+    """Record a fault or scale test's counts (published, delivered, duplicates, lost) for the run's
+    summary, so every run, CI's log included, shows the figures, not only a run with ``-s``."""
+    lines = request.config.stash.setdefault(_COUNTS, [])
+
+    def report(line: str) -> None:
+        print(line)
+        lines.append(f"{request.node.nodeid}\n    {line.strip()}")
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_COUNTS, [])
+    if lines:
+        terminalreporter.section("fault and scale test counts")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def free_port() -> int:

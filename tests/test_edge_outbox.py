@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from gridwatch.edge.outbox import Outbox
+from tests.conftest import ReportCounts
 
 
 class FakeClock:
@@ -172,7 +173,8 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
     return condition()
 
 
-def test_events_stored_while_the_broker_is_down_survive_a_sigkill(tmp_path: Path, mosquitto) -> None:
+def test_events_stored_while_the_broker_is_down_survive_a_sigkill(tmp_path: Path, mosquitto,
+                                                                  report_counts: ReportCounts) -> None:
     """Broker down, edge emits and is killed; edge restarts with the broker up: all arrive."""
     received: list[dict] = []
     subscriber = collect(mosquitto.url, received)
@@ -196,5 +198,6 @@ def test_events_stored_while_the_broker_is_down_survive_a_sigkill(tmp_path: Path
         subscriber.loop_stop()
     assert sorted(e["attributes"]["n"] for e in {e["event_id"]: e for e in received}.values()) == list(range(40))
     assert Outbox(db).depth().messages == 0  # every one acknowledged, so forgotten
-    print(f"published 40, delivered {len({e['event_id'] for e in received})}, "
-          f"duplicates {len(received) - len({e['event_id'] for e in received})}, lost 0")
+    distinct = {e["event_id"] for e in received}
+    report_counts(f"edge SIGKILLed with 40 in its outbox: published 40, delivered {len(distinct)}, "
+                  f"duplicates {len(received) - len(distinct)}, lost {40 - len(distinct)}")

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO, Mosquitto
+from tests.conftest import REPO, Mosquitto, ReportCounts
 from tests.reliability_helpers import wait_for
 from tests.tcp_proxy import TcpProxy
 from tests.test_edge_outbox import collect
@@ -46,7 +46,8 @@ print("depth", Outbox(db).depth().messages, "reconnects", publisher.reconnects, 
 """
 
 
-def test_latency_and_cut_connections_lose_no_event(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_latency_and_cut_connections_lose_no_event(tmp_path: Path, mosquitto: Mosquitto,
+                                                   report_counts: ReportCounts) -> None:
     received: list[dict] = []
     subscriber = collect(mosquitto.url, received)
     proxy = TcpProxy(mosquitto.port)
@@ -73,7 +74,7 @@ def test_latency_and_cut_connections_lose_no_event(tmp_path: Path, mosquitto: Mo
 
     distinct = {e["event_id"]: e for e in received}
     delivered = sorted(e["attributes"]["n"] for e in distinct.values())
-    print(f"flaky link ({proxy.cuts} cuts, 150 ms latency): published {COUNT}, delivered {len(distinct)}, "
+    report_counts(f"flaky link ({proxy.cuts} cuts, 150 ms latency): published {COUNT}, delivered {len(distinct)}, "
           f"duplicates {len(received) - len(distinct)}, lost {COUNT - len(distinct)}; edge: {output.splitlines()[-1]}")
     assert delivered == list(range(COUNT))
     assert output.splitlines()[-1].startswith("depth 0 ")  # every event acknowledged, so gone from the outbox

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import Mosquitto
+from tests.conftest import Mosquitto, ReportCounts
 from tests.reliability_helpers import (
     CLIP,
     Server,
@@ -29,7 +29,8 @@ OUTAGE_S = 60.0
 
 
 def test_broker_down_60s_during_replay_loses_and_duplicates_nothing(tmp_path: Path, samples: Path,
-                                                                    mosquitto: Mosquitto) -> None:
+                                                                    mosquitto: Mosquitto,
+                                                                    report_counts: ReportCounts) -> None:
     start_time = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S%z")
     clean_broker = Mosquitto(tmp_path / "clean-mosquitto")
     clean_broker.start()
@@ -71,7 +72,7 @@ def test_broker_down_60s_during_replay_loses_and_duplicates_nothing(tmp_path: Pa
         clean_server.stop()
         clean_broker.stop()
 
-    print(f"outage {OUTAGE_S:.0f} s: {counts_line(published, delivered, len(raw))}; "
+    report_counts(f"outage {OUTAGE_S:.0f} s: {counts_line(published, delivered, len(raw))}; "
           f"{len(published) - before_restart} waited out the outage in the outbox; "
           f"tickets {len(server_tickets)} (without the outage {len(clean_tickets)})")
     assert sorted(e["event_id"] for e in delivered) == sorted(e["event_id"] for e in published)  # exactly once

@@ -23,7 +23,7 @@ from gridwatch.broker.contract import Event
 from gridwatch.edge.metrics import MetricsServer, health, render
 from gridwatch.edge.outbox import Outbox
 from gridwatch.edge.publish import MqttPublisher
-from tests.conftest import Mosquitto
+from tests.conftest import Mosquitto, ReportCounts
 from tests.reliability_helpers import Server, wait_for
 from tests.test_edge_outbox import collect
 
@@ -46,7 +46,8 @@ def metric(text: str, line_start: str) -> float:
 
 
 def test_full_outbox_drops_by_policy_and_shows_it(tmp_path: Path, mosquitto: Mosquitto,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+                                                  caplog: pytest.LogCaptureFixture,
+                                                  report_counts: ReportCounts) -> None:
     received: list[dict] = []
     subscriber = collect(mosquitto.url, received)
     server = Server(tmp_path / "server", mosquitto.url)
@@ -94,7 +95,7 @@ def test_full_outbox_drops_by_policy_and_shows_it(tmp_path: Path, mosquitto: Mos
     reported = {phase: sum(r["attributes"][f"dropped_{phase}"] for r in reports) for phase in dropped}
     rules = [e for e in stored if e["type"] != "edge_outbox_overflow"]
     missing = sum(g["missing"] for g in gaps)
-    print(f"outbox full: emitted {len(emitted)}, kept {len(kept)} (metric {depth:g}), dropped {dropped}, "
+    report_counts(f"outbox full: emitted {len(emitted)}, kept {len(kept)} (metric {depth:g}), dropped {dropped}, "
           f"delivered {len(delivered)}, duplicates {len(received) - len(delivered)}; at the server: "
           f"{len(rules)} events, {len(reports)} overflow events reporting {reported} "
           f"(dropped events stored {min(r['attributes']['first_dropped_at'] for r in reports)} .. "

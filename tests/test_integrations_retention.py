@@ -175,15 +175,20 @@ def test_every_snapshot_view_is_in_the_evidence_access_log(database_url: str, tm
         guard = login(runner.url, "guard")
         assert guard.put(f"/api/snapshots/{sha}", content=jpeg).status_code == 201
         outcome = ingest_via(runner, api_event(snapshot=sha))
+        other = ingest_via(runner, api_event(camera="cam-other"))  # a ticket this snapshot is not evidence of
+        assert other.ticket_id != outcome.ticket_id
+        for viewed_as in ({}, {"ticket_id": other.ticket_id}):  # logged, but with no (or no false) ticket
+            assert guard.get(f"/api/snapshots/{sha}", params=viewed_as).status_code == 200
         for _ in range(2):  # no browser cache hides a second view
-            fetched = guard.get(f"/api/snapshots/{sha}", headers={"User-Agent": "guard-phone"})
+            fetched = guard.get(f"/api/snapshots/{sha}", params={"ticket_id": outcome.ticket_id},
+                                headers={"User-Agent": "guard-phone"})
             assert fetched.status_code == 200 and fetched.headers["cache-control"] == "private, no-cache"
         assert guard.get(f"/api/snapshots/{'0' * 64}").status_code == 404  # nothing shown, nothing logged
         assert guard.get("/api/evidence-access").status_code == 403
 
         admin = login(runner.url, "boss")
         log = admin.get("/api/evidence-access", params={"sha256": sha}).json()
-        assert log["total"] == 2
+        assert log["total"] == 4 and [e["ticket_id"] for e in log["items"]][2:] == [None, None]
         entry = log["items"][0]
         assert (entry["actor"], entry["role"], entry["principal_kind"]) == ("guard", "security", "user")
         assert (entry["ticket_id"], entry["client"], entry["user_agent"]) == (outcome.ticket_id, "127.0.0.1",

@@ -27,7 +27,7 @@ from gridwatch.deploy.cluster.rabbitmq import BrokerMissing, RabbitCluster
 from gridwatch.deploy.cluster.replica import ReplicaProcess
 from gridwatch.deploy.sim import SimConfig, SimResult, check_database, run
 from gridwatch.server.amqp_source import declare_on
-from tests.conftest import _fresh_postgres_database
+from tests.conftest import ReportCounts, _fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -76,18 +76,19 @@ def replicas(broker: RabbitCluster, database_url: str, workdir: Path) -> list[Re
     return started
 
 
-def report(name: str, result: SimResult, replicas: list[ReplicaProcess]) -> None:
+def report(report_counts: ReportCounts, name: str, result: SimResult, replicas: list[ReplicaProcess]) -> None:
     stored_by = [replica.stored() for replica in replicas]
-    print(f"\n[{name}]", *result.lines(), f"stored per replica: {stored_by}", sep="\n  ")
+    report_counts(f"[{name}] " + "; ".join([*result.lines(), f"stored per replica: {stored_by}"]))
 
 
 def test_two_replicas_on_a_three_node_cluster_lose_and_duplicate_nothing(cluster: RabbitCluster, database: str,
-                                                                          tmp_path: Path) -> None:
+                                                                          tmp_path: Path,
+                                                                          report_counts: ReportCounts) -> None:
     servers = replicas(cluster, database, tmp_path)
     try:
         result = run(sim_config(cluster, seed=1), drain_s=60)
         counts = check_database(result, database, wait_s=120)
-        report("all up", result, servers)
+        report(report_counts, "all up", result, servers)
         assert result.heartbeats_sent >= CAMERAS * DURATION_S * TIME_FACTOR / 30 * 0.8
         assert len(result.sent) > 5000 and result.acknowledged == result.sent
         assert counts["lost"] == 0 and counts["stored"] == len(result.sent)
@@ -99,7 +100,8 @@ def test_two_replicas_on_a_three_node_cluster_lose_and_duplicate_nothing(cluster
             server.stop()
 
 
-def test_a_puback_means_stored_even_when_the_queue_leader_dies(cluster: RabbitCluster) -> None:
+def test_a_puback_means_stored_even_when_the_queue_leader_dies(cluster: RabbitCluster,
+                                                              report_counts: ReportCounts) -> None:
     """The property the broker was chosen for (deploy/cluster/README.md): QoS 1 messages published to
     one node while the quorum queue's leader is SIGKILLed are either acknowledged and stored, or not
     acknowledged (for the publisher to resend); never acknowledged and lost."""
@@ -136,7 +138,7 @@ def test_a_puback_means_stored_even_when_the_queue_leader_dies(cluster: RabbitCl
                 stored.add(int(body))
                 channel.basic_ack(method.delivery_tag)
             channel.queue_delete(queue)
-        print(f"\n[PUBACK vs stored, leader {leader.name} killed] published {len(infos):,}, "
+        report_counts(f"[PUBACK vs stored, leader {leader.name} killed] published {len(infos):,}, "
               f"acknowledged {len(acknowledged):,}, stored {len(stored):,}, "
               f"acknowledged but not stored {len(acknowledged - stored)}")
         assert len(acknowledged) > 1000 and not leader.running
@@ -150,7 +152,7 @@ def test_a_puback_means_stored_even_when_the_queue_leader_dies(cluster: RabbitCl
 
 
 def test_killing_a_broker_node_and_a_replica_mid_run_loses_and_duplicates_nothing(
-        cluster: RabbitCluster, database: str, tmp_path: Path) -> None:
+        cluster: RabbitCluster, database: str, tmp_path: Path, report_counts: ReportCounts) -> None:
     servers = replicas(cluster, database, tmp_path)
     victim = cluster.queue_leader(QUEUE)
     killed: list[str] = []
@@ -169,7 +171,7 @@ def test_killing_a_broker_node_and_a_replica_mid_run_loses_and_duplicates_nothin
         result = run(sim_config(cluster, seed=2), drain_s=90)
         killer.join()
         counts = check_database(result, database, wait_s=180)
-        report(f"killed {', '.join(killed)}", result, servers)
+        report(report_counts, f"killed {', '.join(killed)}", result, servers)
         assert len(killed) == 2 and result.failovers > 0
         assert len(result.sent) > 5000 and result.acknowledged == result.sent
         assert counts["lost"] == 0 and counts["stored"] == len(result.sent)

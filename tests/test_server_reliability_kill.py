@@ -28,7 +28,7 @@ from gridwatch.broker.contract import DetectedObject, Event
 from gridwatch.edge.outbox import Outbox
 from gridwatch.edge.publish import MqttPublisher
 from gridwatch.server.models import EventRecord, SequenceGap, Ticket
-from tests.conftest import REPO, Mosquitto, _fresh_postgres_database, free_port
+from tests.conftest import REPO, Mosquitto, ReportCounts, _fresh_postgres_database, free_port
 from tests.reliability_helpers import wait_for
 
 INCIDENTS = 60
@@ -68,7 +68,8 @@ def stream(publisher: MqttPublisher, published: list[Event]) -> None:
             time.sleep(PACE_S)
 
 
-def test_server_killed_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_server_killed_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, mosquitto: Mosquitto,
+                                                               report_counts: ReportCounts) -> None:
     db_url, drop = _fresh_postgres_database()
     engine = sa.create_engine(db_url)
     port = free_port()
@@ -115,7 +116,7 @@ def test_server_killed_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, m
 
     ids = {e.event_id for e in published}
     got = [event_id for event_id, _ in rows]
-    print(f"server killed after {at_kill} of {EVENTS} events were committed: published {len(ids)}, "
+    report_counts(f"server killed after {at_kill} of {EVENTS} events were committed: published {len(ids)}, "
           f"delivered {len(set(got) & ids)}, duplicates stored {len(got) - len(set(got))}, "
           f"redelivered after the restart and already stored {counts['duplicates']}, "
           f"stored by the restarted server {counts['stored']}, lost {len(ids - set(got))}; "

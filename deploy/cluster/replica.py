@@ -19,6 +19,7 @@ import httpx
 from gridwatch.deploy.cluster.rabbitmq import RabbitCluster, free_ports
 
 START_TIMEOUT_S = 60.0
+PORT_ATTEMPTS = 3
 
 
 class ReplicaProcess:
@@ -42,18 +43,35 @@ class ReplicaProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the process and return once its ingest consumes the queue."""
+        """Start the process and return once its ingest consumes the queue.
+
+        A free port is only free until someone else binds it (a broker node's connections, the other
+        replica picking the same one): when the server cannot bind, it starts again on a new port."""
+        for _attempt in range(PORT_ATTEMPTS):
+            if self._start_once():
+                return
+            self.port = free_ports(1)[0]
+            self.env["GRIDWATCH_PORT"] = str(self.port)
+        raise RuntimeError(f"replica {self.index} found no free port in {PORT_ATTEMPTS} attempts; see {self.log}")
+
+    def _start_once(self) -> bool:
+        """True once consuming; False when the port was taken; raises on any other failure."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        logged_before = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gridwatch.deploy", "server"], env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
+                with open(self.log, "rb") as log:
+                    log.seek(logged_before)
+                    if b"address already in use" in log.read():
+                        return False
                 raise RuntimeError(f"replica {self.index} exited with {self.proc.returncode}; see {self.log}")
             try:
                 if self.health()["mqtt"]["subscribed"]:
-                    return
+                    return True
             except (httpx.HTTPError, OSError):
                 pass
             if time.monotonic() > deadline:

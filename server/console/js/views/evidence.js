@@ -4,10 +4,11 @@ import { get, query } from "../api.js";
 import { data, h, svg } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
 
-const snapshotUrl = (sha) => `/api/snapshots/${sha}`;
+// The ticket the picture is shown as evidence of goes along for the server's evidence access log.
+const snapshotUrl = (sha, ticketId) => `/api/snapshots/${sha}` + (ticketId ? `?ticket_id=${ticketId}` : "");
 
 // The snapshot as an <svg> in pixel units so boxes and crops keep the picture's proportions.
-export function snapshotFigure(sha, size, { box = null, zones = [], crop = false, cls = "shot" } = {}) {
+export function snapshotFigure(sha, size, { box = null, zones = [], crop = false, cls = "shot", ticketId = null } = {}) {
   const width = (size && size.width) || 1280;
   const height = (size && size.height) || 720;
   let viewBox = `0 0 ${width} ${height}`;
@@ -19,7 +20,7 @@ export function snapshotFigure(sha, size, { box = null, zones = [], crop = false
     viewBox = `${x} ${y} ${(Math.min(1, x2 + pad) * width) - x} ${(Math.min(1, y2 + pad) * height) - y}`;
   }
   const picture = svg("svg", { viewBox, class: cls, role: "img", "aria-label": t(crop ? "evidence.crop" : "evidence.snapshot") },
-    svg("image", { href: snapshotUrl(sha), x: 0, y: 0, width, height, preserveAspectRatio: "none" }));
+    svg("image", { href: snapshotUrl(sha, ticketId), x: 0, y: 0, width, height, preserveAspectRatio: "none" }));
   if (!crop) {
     for (const zone of zones) {
       const points = zone.polygon.map(([px, py]) => `${px * width},${py * height}`).join(" ");
@@ -53,10 +54,10 @@ export async function evidence(event, { linkTicket = true } = {}) {
   panel.append(h("h3", {}, label("type", event.type), " · ", data(event.camera_id), " / ", data(event.zone_id)));
   const row = h("div", { class: "shots" });
   if (event.snapshot_sha256) {
-    row.append(h("figure", {}, snapshotFigure(event.snapshot_sha256, size, { box, zones }),
+    row.append(h("figure", {}, snapshotFigure(event.snapshot_sha256, size, { box, zones, ticketId: event.ticket_id }),
       h("figcaption", {}, t("evidence.snapshot"))));
     if (box) {
-      row.append(h("figure", { class: "crop" }, snapshotFigure(event.snapshot_sha256, size, { box, crop: true, cls: "shot crop" }),
+      row.append(h("figure", { class: "crop" }, snapshotFigure(event.snapshot_sha256, size, { box, crop: true, cls: "shot crop", ticketId: event.ticket_id }),
         h("figcaption", {}, t("evidence.crop"))));
     }
   } else {
@@ -67,7 +68,7 @@ export async function evidence(event, { linkTicket = true } = {}) {
     const ticket = await get(`/api/tickets/${event.ticket_id}`);
     const after = ticket.latest_snapshot_sha256;
     if (after && after !== event.snapshot_sha256) {
-      row.append(h("figure", {}, snapshotFigure(after, size, { zones }), h("figcaption", {}, t("evidence.after"))));
+      row.append(h("figure", {}, snapshotFigure(after, size, { zones, ticketId: ticket.id }), h("figcaption", {}, t("evidence.after"))));
     }
     const incident = ticket.events.filter((e) => e.incident_id === event.incident_id);
     panel.append(h("h4", {}, t("evidence.timeline")), timeline(incident));

@@ -53,7 +53,7 @@ export async function feedView(root) {
     const urgent = URGENT.has(e.type);
     const item = h("li", { class: `event${urgent ? " urgent" : ""}${fresh ? " fresh" : ""}`, tabindex: 0,
       dataset: { eventId: e.event_id, type: e.type } },
-    e.snapshot_sha256 ? snapshotFigure(e.snapshot_sha256, e.payload.snapshot, { cls: "thumb" })
+    e.snapshot_sha256 ? snapshotFigure(e.snapshot_sha256, e.payload.snapshot, { cls: "thumb", ticketId: e.ticket_id })
       : h("span", { class: "thumb none" }, t("evidence.none")),
     h("span", { class: "what" }, h("strong", {}, label("type", e.type)), " ", h("span", { class: "phase" }, label("phase", e.phase))),
     h("span", { class: "where" }, data(e.camera_id), " / ", data(e.zone_id)),

@@ -55,7 +55,7 @@ export async function gateView(root) {
       h("h3", {}, data(company), " ", h("span", { class: "count" }, String(list.length))),
       h("div", { class: "crops" }, list.map((e) => h("figure", {},
         e.snapshot_sha256 && e.payload.object
-          ? snapshotFigure(e.snapshot_sha256, e.payload.snapshot, { box: e.payload.object.box, crop: true, cls: "shot crop" }) : null,
+          ? snapshotFigure(e.snapshot_sha256, e.payload.snapshot, { box: e.payload.object.box, crop: true, cls: "shot crop", ticketId: e.ticket_id }) : null,
         h("figcaption", {}, formatTime(e.observed_at), " · ", data(e.camera_id))))))) : [h("p", { class: "muted" }, t("gate.none"))]));
     const gates = [];
     for (const e of starts) {
