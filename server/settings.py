@@ -84,6 +84,10 @@ class ServerSettings(BaseSettings):
     webhook_backoff_s: float = Field(10.0, gt=0, description="Wait before the first retry; doubled after each.")
     webhook_backoff_max_s: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
     webhook_max_attempts: int = Field(10, ge=1, description="Then the delivery is marked failed.")
+    webhook_allow_private_targets: bool = Field(
+        False, description="Allow webhook URLs on loopback, private and link-local addresses (an in-house receiver). "
+                           "Off by default: the server would otherwise POST into its own network for whoever holds "
+                           "an admin session (SSRF).")
     # -- retention per data kind, in days; 0 keeps forever (server/retention.py)
     retention_events_days: int = Field(365, ge=0, description="Events of closed or suppressed situations.")
     retention_snapshots_days: int = Field(180, ge=0, description="Snapshot files not evidence of an open ticket.")

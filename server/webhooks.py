@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
@@ -131,6 +134,28 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def refused_target(url: str, allow_private: bool) -> str | None:
+    """Why the server must not POST to ``url``, or None.
+
+    A webhook is sent from inside the server's network, so a URL naming the database, the broker's
+    admin port or a cloud metadata address (169.254.169.254) would turn webhooks into a way in
+    (SSRF). Checked when a subscription is made and again before every attempt, on the addresses
+    the name resolves to at that moment. A name that does not resolve is left to the attempt, which
+    reports it."""
+    if allow_private:
+        return None
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return None
+    for address in sorted(addresses):
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            return (f"url: {host} is {address}, not a public address; "
+                    "set GRIDWATCH_WEBHOOK_ALLOW_PRIVATE_TARGETS=true for a receiver inside the network")
+    return None
+
+
 def post(url: str, secret: str, delivery_id: int, body: bytes, timeout_s: float) -> Outcome:
     """One signed POST; never raises (a failure is an outcome to log and retry)."""
     headers = {"Content-Type": "application/json", "User-Agent": "GridWatch-Webhooks/1",
@@ -174,15 +199,17 @@ def deliver_due(sessions: sessionmaker[Session], settings: ServerSettings, now: 
                 continue  # another replica has it
             delivery = session.get(WebhookDelivery, delivery_id)
             subscription = session.get(WebhookSubscription, delivery.subscription_id)
-            outcome = post(subscription.url, subscription.secret, delivery.id, body_of(delivery),
-                           settings.webhook_timeout_s)
-            _record(session, delivery, outcome, settings, now())
+            refused = refused_target(subscription.url, settings.webhook_allow_private_targets)
+            outcome = Outcome(None, 0.0, refused) if refused else post(
+                subscription.url, subscription.secret, delivery.id, body_of(delivery), settings.webhook_timeout_s)
+            _record(session, delivery, outcome, settings, now(), final=refused is not None)
             tried += 1
     return tried
 
 
 def _record(session: Session, delivery: WebhookDelivery, outcome: Outcome, settings: ServerSettings,
-            at: datetime) -> None:
+            at: datetime, final: bool = False) -> None:
+    """Log one attempt; ``final``: no retry can succeed (a refused target), so it fails at once."""
     session.add(WebhookAttempt(delivery_id=delivery.id, at=at, status_code=outcome.status_code,
                                latency_ms=round(outcome.latency_ms, 3), error=outcome.error))
     delivery.attempts += 1
@@ -190,7 +217,7 @@ def _record(session: Session, delivery: WebhookDelivery, outcome: Outcome, setti
     delivery.last_error = outcome.error
     if outcome.ok:
         delivery.status, delivery.finished_at, delivery.next_attempt_at = Status.DELIVERED, at, None
-    elif delivery.attempts >= settings.webhook_max_attempts:
+    elif final or delivery.attempts >= settings.webhook_max_attempts:
         delivery.status, delivery.finished_at, delivery.next_attempt_at = Status.FAILED, at, None
     else:
         delivery.next_attempt_at = at + backoff(delivery.attempts, settings.webhook_backoff_s,
@@ -268,6 +295,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 @router.post("", response_model=SubscriptionOut, status_code=201)
 def create_subscription(body: SubscriptionIn, request: Request, principal: auth.CurrentPrincipal) -> SubscriptionOut:
+    if refused := refused_target(str(body.url), request.app.state.settings.webhook_allow_private_targets):
+        raise HTTPException(422, refused)
     with request.app.state.sessions() as session:
         row = WebhookSubscription(url=str(body.url), secret=body.secret, events=sorted(set(body.events)), active=True,
                                   created_by=principal.name, created_at=request.app.state.clock.now())

@@ -20,7 +20,7 @@ import pytest
 from gridwatch.broker.contract import TicketTransition
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.webhooks import SIGNATURE_HEADER, verify
+from gridwatch.server.webhooks import SIGNATURE_HEADER, refused_target, verify
 from tests.auth_helpers import add_account, login
 from tests.conftest import free_port
 from tests.reliability_helpers import wait_for
@@ -72,7 +72,7 @@ class Receiver:
 def _settings(database_url: str, data: Path) -> ServerSettings:
     return ServerSettings(data_dir=data, database_url=database_url, port=0, webhook_poll_s=0.1,
                           webhook_backoff_s=0.4, webhook_backoff_max_s=5, webhook_max_attempts=6,
-                          open311_jurisdiction="site-a")
+                          open311_jurisdiction="site-a", webhook_allow_private_targets=True)  # receiver on loopback
 
 
 @pytest.fixture
@@ -221,6 +221,50 @@ def test_a_delivery_that_never_succeeds_is_marked_failed(database_url: str, tmp_
             assert delivery["next_attempt_at"] is None and delivery["finished_at"] is not None
             time.sleep(0.5)
             assert len(receiver.received) == 3  # no try after the last
+            admin.close()
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/hook",
+                                 "http://169.254.169.254/latest/meta-data", "http://[::1]/hook",
+                                 "http://192.168.1.20:8080/hook"])
+def test_private_targets_are_refused_unless_allowed(url: str) -> None:
+    reason = refused_target(url, allow_private=False)
+    assert reason is not None and reason.startswith("url: ") and "GRIDWATCH_WEBHOOK_ALLOW_PRIVATE_TARGETS" in reason
+    assert refused_target(url, allow_private=True) is None
+
+
+def test_a_public_address_is_a_target() -> None:
+    assert refused_target("https://93.184.216.34/hook", allow_private=False) is None
+
+
+def test_a_private_target_is_refused_at_subscription_and_before_every_attempt(database_url: str,
+                                                                              tmp_path: Path) -> None:
+    """Refused when subscribed; and a subscription made while private targets were allowed gets no POST
+    once they are not: its delivery fails at once, logged with the reason, and the receiver hears nothing."""
+    receiver = Receiver(fail_first=0)
+    receiver.start()
+    try:
+        with ServerRunner(_settings(database_url, tmp_path), start_ingest=False) as runner:
+            admin, token = _admin(runner)
+            sub_id = admin.post("/api/webhooks", json={"url": receiver.url, "secret": SECRET}).json()["id"]
+            admin.close()
+        strict = _settings(database_url, tmp_path).model_copy(update={"webhook_allow_private_targets": False})
+        with ServerRunner(strict, start_ingest=False) as runner:
+            admin = login(runner.url, "boss")
+            refused = admin.post("/api/webhooks", json={"url": receiver.url, "secret": SECRET})
+            assert refused.status_code == 422 and "127.0.0.1" in refused.json()["error"]["message"], refused.text
+            _report(runner, token)
+
+            def failed() -> dict | None:
+                items = admin.get(f"/api/webhooks/{sub_id}/deliveries").json()["items"]
+                return items[0] if items and items[0]["status"] == "failed" else None
+
+            delivery = wait_for(failed, lambda v: v is not None, timeout=20)
+            assert delivery is not None and delivery["attempts"] == 1
+            assert "not a public address" in delivery["last_error"]
+            assert receiver.received == []
             admin.close()
     finally:
         receiver.stop()
