@@ -371,7 +371,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
-def _readable(error: ValidationError) -> str:
+def readable_errors(error: ValidationError) -> str:
     """One line per root cause; 'too short' echoes of an item that already failed are dropped."""
     items = error.errors(include_url=False)
     failed = [tuple(i["loc"]) for i in items]
@@ -397,7 +397,7 @@ def parse_config(data: object, base_dir: Path | None = None) -> EdgeConfig:
     try:
         config = EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_readable(exc)) from None
+        raise ConfigError(readable_errors(exc)) from None
     if base_dir is None:
         return config
     cameras = tuple(

@@ -26,8 +26,7 @@ from pydantic import ValidationError
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import CameraConfig
-from gridwatch.edge.config import ConfigError, EdgeConfig
-from gridwatch.edge.config import _readable as readable  # the config loader's field-path messages
+from gridwatch.edge.config import ConfigError, EdgeConfig, readable_errors
 from gridwatch.edge.pipeline import CameraPipeline
 from gridwatch.edge.reload import restart_needed, running_config, swap_zones, with_zones
 from gridwatch.edge.scheduler import Scheduler
@@ -91,7 +90,7 @@ class RemoteZones:
             return False
         except ValidationError as exc:
             log.error("camera config on %s ignored, the running zones stay: %s", topic,
-                      readable(exc).replace("\n", "; "))
+                      readable_errors(exc).replace("\n", "; "))
             return False
         mine = (self.config.site_id, self.config.node_id, where.camera_id)
         if (config.site_id, config.node_id, config.camera_id) != mine or (where.site_id, where.node_id) != mine[:2]:

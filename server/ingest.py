@@ -362,7 +362,7 @@ class _Ingest:
         return None
 
     def _transition(self, ticket: _TicketRow, action: SystemAction) -> dict[str, Any]:
-        change = plan(ticket, action, self.table.for_type(ticket.type), self.table, self.now)  # duck-typed ticket
+        change = plan(ticket, action, self.table.for_type(ticket.type), self.table, self.now)
         for name, value in change.values.items():
             setattr(ticket, name, value)
         self.audit.append(change.audit)
@@ -381,8 +381,9 @@ SUMMARY_COLUMNS = ("event_count", "updated_at", "opened_at", "snapshot_sha256", 
 
 
 class _TicketRow:
-    """A ticket's columns as plain attributes: what :func:`_apply` and lifecycle's ``plan`` read and set,
-    without an ORM object's tracking (which cost more than the database's work at thousands of events/s)."""
+    """A ticket's columns as plain attributes (a :class:`~gridwatch.server.lifecycle.TicketState`): what
+    :func:`_apply` and lifecycle's ``plan`` read and set, without an ORM object's tracking (which cost
+    more than the database's work at thousands of events/s)."""
 
     def __init__(self, values: Any) -> None:
         self.__dict__.update(values)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -135,7 +135,20 @@ class Plan:
     guards: dict[str, Any] = field(default_factory=dict)  # must still hold when the change is written
 
 
-def plan(ticket: Ticket, req: TransitionRequest | SystemAction, category: Category, table: CategoryTable,
+class TicketState(Protocol):
+    """The columns :func:`plan` reads: an ORM ``Ticket`` has them, and so does ingest's plain row, which
+    skips the ORM's tracking at thousands of events/s."""
+
+    type: str
+    stage: str
+    open_incidents: int
+    due_at: datetime | None
+    rework_count: int
+    extension_count: int
+    extension_request: dict[str, Any] | None
+
+
+def plan(ticket: TicketState, req: TransitionRequest | SystemAction, category: Category, table: CategoryTable,
          now: datetime) -> Plan:
     """Check ``req`` against the rules and the ticket; return what to write."""
     rule = RULES[req.action]
