@@ -19,8 +19,8 @@ import yaml
 
 from bench.common import SHARED, table
 from gridwatch.edge.config import parse_config
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.runner import build_detector
+from gridwatch.edge.node.runner import build_detector
+from gridwatch.edge.perception.detect import OnnxDetector
 
 DATASET = SHARED / "datasets" / "MOT17-mini" / "train"
 BASELINES = Path(__file__).with_name("baselines.yaml")

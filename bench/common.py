@@ -17,7 +17,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from gridwatch.edge.capture import FrameSource, Sampler
+from gridwatch.edge.capture.source import FrameSource, Sampler
 from gridwatch.edge.config import EdgeConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]

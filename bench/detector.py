@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.common import CLIPS, Stopwatch, Throughput, interleaved, median, sampled_frames, spread, table
 from gridwatch.edge.config import EdgeConfig, parse_config
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.runner import GIL_SWITCH_INTERVAL_S, build_detector
+from gridwatch.edge.node.runner import GIL_SWITCH_INTERVAL_S, build_detector
+from gridwatch.edge.perception.detect import OnnxDetector
 
 # (label, workers, intra-op threads per worker): every way to use the 2 cores of the reference box
 SETTINGS = (("1 thread", 1, 1), ("2 threads, 1 worker", 1, 2), ("2 threads, 2 workers", 2, 1))

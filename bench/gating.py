@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from bench.common import Stopwatch, Throughput, bench_config, interleaved, median, table
 from gridwatch.broker.contract import Event
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.runner import Engine, build_detector, evidence_store
+from gridwatch.edge.node.runner import Engine, build_detector, evidence_store
+from gridwatch.edge.perception.detect import OnnxDetector
 
 START_TOLERANCE_S = 1.0
 CAMERAS = 2   # one per shared clip

@@ -40,10 +40,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase
 from gridwatch.broker.mqtt_url import connect_client, new_client, parse_mqtt_url
-from gridwatch.server.accounts import create_account
-from gridwatch.server.consumer import MqttIngest
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import IngestContext
+from gridwatch.server.ingest.mqtt_source import MqttIngest
+from gridwatch.server.ingest.store import IngestContext
+from gridwatch.server.registry.accounts import create_account
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 

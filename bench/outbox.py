@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.common import table
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event
-from gridwatch.edge.outbox import Outbox
+from gridwatch.edge.delivery.outbox import Outbox
 
 EVENTS = 2000
 

@@ -39,8 +39,8 @@ from bench.common import (
     table,
 )
 from bench.detector import SETTINGS, detector_steps
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.runner import GIL_SWITCH_INTERVAL_S, Engine, build_detector, evidence_store
+from gridwatch.edge.node.runner import GIL_SWITCH_INTERVAL_S, Engine, build_detector, evidence_store
+from gridwatch.edge.perception.detect import OnnxDetector
 
 WARMUP_S = 5.0
 MEASURE_S = 20.0

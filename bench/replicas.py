@@ -27,8 +27,8 @@ from bench.ingest_bench import drop_database, fresh_database, make_messages
 from gridwatch.broker.mqtt_url import connect_client, new_client, parse_mqtt_url
 from gridwatch.deploy.cluster.rabbitmq import RabbitCluster
 from gridwatch.deploy.cluster.replica import ReplicaProcess
-from gridwatch.server.amqp_source import declare_on
 from gridwatch.server.db import upgrade
+from gridwatch.server.ingest.amqp_source import declare_on
 
 QUEUE = "gridwatch.events"
 EVENTS = int(os.environ.get("GRIDWATCH_BENCH_EVENTS", "20000"))

@@ -1,4 +1,4 @@
-"""What per-node sequence tracking (server/sequence.py) costs ingest: the same batches stored with
+"""What per-node sequence tracking (server/ingest/sequence.py) costs ingest: the same batches stored with
 and without ``seq``, interleaved, on PostgreSQL.
 
     .venv/bin/python bench/sequence_bench.py [--batch 1000] [--rounds 6] [--nodes 4] [--gap-every 50]
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import store_messages
+from gridwatch.server.ingest.store import store_messages
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

@@ -12,13 +12,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from gridwatch.broker.topics import Id
-
-# The edge's own zone model (pydantic and PyYAML only, no OpenCV): a config the console publishes is
-# checked by exactly the rules the edge loads zones with, and its JSON Schema is that model's.
-from gridwatch.edge.config import Zone
+from gridwatch.broker.zones import ZoneList
 
 EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
@@ -225,17 +222,6 @@ class GateAck(_Payload):
     status: GateAckStatus
     detail: str | None = Field(None, max_length=200)
     at: Timestamp
-
-
-def _unique_zone_ids(zones: tuple[Zone, ...]) -> tuple[Zone, ...]:
-    ids = [zone.id for zone in zones]
-    if len(ids) != len(set(ids)):
-        raise ValueError(f"zone ids must be unique within a camera: {ids}")
-    return zones
-
-
-# One camera's zones, checked as the edge checks them (the console validates a save with this too).
-ZoneList = Annotated[tuple[Zone, ...], AfterValidator(_unique_zone_ids)]
 
 
 class CameraConfig(_Payload):

@@ -14,7 +14,7 @@ import click
 from gridwatch.broker.cli import broker
 from gridwatch.deploy.demo import demo
 from gridwatch.deploy.sim import sim
-from gridwatch.edge.cli import edge
+from gridwatch.edge.node.cli import edge
 from gridwatch.models.cli import models
 from gridwatch.server.cli import server
 

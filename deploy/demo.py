@@ -72,8 +72,8 @@ def create_demo_accounts(runner: ServerRunner) -> None:
     """One account per role (password ``DEMO_PASSWORD``), kept if they already exist."""
     import sqlalchemy as sa
 
-    from gridwatch.server.accounts import create_account
     from gridwatch.server.models import Account
+    from gridwatch.server.registry.accounts import create_account
 
     state = runner.app.state
     with state.sessions() as session:
@@ -90,7 +90,7 @@ def prepare_site(api_url: str) -> None:
     The shipped category table registers loitering only at night (22:00-06:00); a demo watched by
     day would only show voided tickets, so the demo's own version drops the hours condition.
     """
-    from gridwatch.server.registry import SAMPLE_PATH
+    from gridwatch.server.registry.grids import SAMPLE_PATH
 
     api = _AdminApi(api_url)
     api("PUT", "/api/registry", SAMPLE_PATH.read_bytes(), "application/yaml")
@@ -114,7 +114,7 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
     """Broker + server (SQLite) + an edge node on a sample clip; prints the console URL."""
     from gridwatch.broker.embedded import EmbeddedBroker
     from gridwatch.edge.config import load_config
-    from gridwatch.edge.runner import LiveNode, evidence_store, mqtt_publisher
+    from gridwatch.edge.node.runner import LiveNode, evidence_store, mqtt_publisher
     from gridwatch.server.runner import ServerRunner
     from gridwatch.server.settings import ServerSettings
 

@@ -6,127 +6,29 @@ Installers write these files by hand, so a mistake must come back as
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gridwatch.broker.topics import Id
-
-Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+from gridwatch.broker.zones import (
+    RULE_TYPES,
+    CourierRule,
+    Point,
+    StrictModel,
+    ZoneList,
+    at_least_a_triangle,
+)
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names each bad field."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _time_windows(windows: tuple[str, ...]) -> tuple[str, ...]:
-    """Check 'HH:MM-HH:MM' windows, so a typo is named at load time rather than silently never matching."""
-    for window in windows:
-        try:
-            start, end = window.split("-")
-            for part in (start, end):
-                hours, minutes = part.split(":")
-                if not (0 <= int(hours) <= 24 and 0 <= int(minutes) < 60):
-                    raise ValueError
-        except ValueError:
-            raise ValueError(f"time window {window!r} is not 'HH:MM-HH:MM'") from None
-    return windows
-
-
-class LoiteringRule(_Section):
-    """A tracked object that stays in the zone for ``min_dwell_s`` starts an incident."""
-
-    type: Literal["loitering"]
-    min_dwell_s: float = Field(gt=0)
-    update_every_s: float = Field(10.0, gt=0, description="How often an open incident reports its dwell.")
-    exit_grace_s: float = Field(
-        2.0, ge=0, description="How long an object may be out of sight or out of the zone before it has left."
-    )
-    objects: tuple[str, ...] = ("person",)
-    max_alerts_per_track: int = Field(
-        0, ge=0, description="Incidents one tracked person may raise in this zone (0: no cap)."
-    )
-    schedule: tuple[str, ...] = Field(
-        (), description="Local time windows 'HH:MM-HH:MM' when the rule is armed (empty: always); may cross midnight."
-    )
-    blur_faces: bool = Field(True, description="Blur faces in this rule's stored snapshots.")
-    rejoin_s: float = Field(
-        0.0, ge=0, description="A person who left may come back within this long and keep the incident, if the "
-        "tracker or the appearance model (OSNet) says it is the same person; the end waits this long. 0: off."
-    )
-    rejoin_similarity: float = Field(
-        0.9, gt=0, le=1, description="Appearance similarity (cosine, OSNet) that counts as the same person."
-    )
-
-    _schedule = field_validator("schedule")(_time_windows)
-
-
-class GatePolicy(_Section):
-    """Which uniforms open which gate, and when; the command goes to the node's commands topic."""
-
-    gate_id: Id
-    allowed: tuple[Id, ...] = Field(min_length=1, description="Uniform ids allowed through this gate.")
-    windows: tuple[str, ...] = Field((), description="Local time windows 'HH:MM-HH:MM' when entry is allowed.")
-    ack_timeout_s: float = Field(5.0, gt=0, description="How long to wait for the gate controller's ack.")
-
-    _windows = field_validator("windows")(_time_windows)
-
-
-class CourierRule(_Section):
-    """A person whose torso matches a uniform, by consensus over several detections: a courier entry."""
-
-    type: Literal["courier"]
-    uniforms: tuple[Id, ...] = Field(min_length=1, description="Uniform ids (catalogue or config) to recognise.")
-    objects: tuple[str, ...] = ("person",)
-    min_votes: int = Field(3, ge=1, le=50, description="Detections of a person needed before deciding.")
-    max_votes: int = Field(10, ge=1, le=200, description="After this many without agreement, the person is no courier.")
-    agreement: float = Field(0.6, gt=0, le=1, description="Share of the votes the winning uniform needs.")
-    gate: GatePolicy | None = None
-    direction: Literal["entry", "exit"] = Field(
-        "entry", description="entry: couriers come in here; exit: couriers seen here have left the compound."
-    )
-    overstay_s: float | None = Field(
-        None, gt=0, description="An entered courier not seen at an exit rule within this time: courier_overstay."
-    )
-    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
-
-    @model_validator(mode="after")
-    def _entry_only_settings(self) -> CourierRule:
-        if self.direction == "exit" and (self.gate is not None or self.overstay_s is not None):
-            raise ValueError("gate and overstay_s belong to an entry rule, not to direction: exit")
-        return self
-
-
-class FireLaneRule(_Section):
-    """A vehicle stationary in the lane, or unexplained clutter on it, for ``min_stationary_s``."""
-
-    type: Literal["fire_lane"]
-    min_stationary_s: float = Field(gt=0)
-    objects: tuple[str, ...] = ("car", "truck", "bus", "motorcycle")
-    same_place_iou: float = Field(
-        0.6, gt=0, lt=1, description="Box overlap with where the vehicle stopped that still counts as the same place."
-    )
-    clear_after_s: float = Field(
-        5.0, gt=0, description="Unseen for this long (occlusion, detector flicker) before the spot counts as clear."
-    )
-    clutter: bool = Field(True, description="Also watch the lane's background for objects the detector misses.")
-    clutter_min_area: float = Field(
-        0.02, gt=0, lt=1, description="Smallest changed area, as a fraction of the lane, that counts as clutter."
-    )
-    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
-
-
-Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]
-RULE_TYPES = ("loitering", "courier", "fire_lane")
-
-
-class ColourRange(_Section):
+class ColourRange(StrictModel):
     """An OpenCV HSV box (H 0-179, S and V 0-255); hue wraps when hsv_min's hue exceeds hsv_max's (reds)."""
 
     hsv_min: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
@@ -141,7 +43,7 @@ class ColourRange(_Section):
         return self
 
 
-class Uniform(_Section):
+class Uniform(StrictModel):
     """A uniform by the colours of its torso; ``examples`` (photos) add an appearance prototype."""
 
     id: Id
@@ -154,30 +56,22 @@ class Uniform(_Section):
     examples: tuple[str, ...] = Field((), description="Enrolment photos of people in the uniform (paths).")
 
 
-def _at_least_a_triangle(polygon: tuple[Point, ...]) -> tuple[Point, ...]:
-    if len(polygon) < 3:
-        raise ValueError(f"a polygon needs at least 3 points, got {len(polygon)}")
-    return polygon
+CATALOGUE = Path(__file__).with_name("uniforms.yaml")
 
 
-class Zone(_Section):
-    id: Id
-    name: str | None = None
-    # minItems: the published camera-config JSON Schema is as strict as the validator below.
-    polygon: tuple[Point, ...] = Field(description="Vertices in normalised image coordinates (0..1).",
-                                       json_schema_extra={"minItems": 3})
-    inertia: int = Field(
-        2, ge=1, le=30, description="Detector updates an object must be in (or out) before it counts as in (out)."
-    )
-    min_area: float = Field(
-        0.0, ge=0, lt=1, description="Smallest box area, as a fraction of the frame, that can be in the zone."
-    )
-    rules: tuple[Rule, ...] = Field(min_length=1)
-
-    _polygon = field_validator("polygon")(_at_least_a_triangle)
+@functools.cache
+def catalogue() -> dict[str, Uniform]:
+    """The uniforms that ship with GridWatch, by id."""
+    data = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
+    return {u["id"]: Uniform.model_validate(u) for u in data["uniforms"]}
 
 
-class Motion(_Section):
+def uniform_set(configured: tuple[Uniform, ...]) -> dict[str, Uniform]:
+    """The catalogue with the config's uniforms added; a config entry replaces a catalogue one by id."""
+    return {**catalogue(), **{u.id: u for u in configured}}
+
+
+class Motion(StrictModel):
     """Motion gating: the detector runs only where something moves or something tracked needs a refresh."""
 
     enabled: bool = True
@@ -198,11 +92,11 @@ class Motion(_Section):
     @classmethod
     def _masks_are_polygons(cls, masks: tuple[tuple[Point, ...], ...]) -> tuple[tuple[Point, ...], ...]:
         for mask in masks:
-            _at_least_a_triangle(mask)
+            at_least_a_triangle(mask)
         return masks
 
 
-class Tamper(_Section):
+class Tamper(StrictModel):
     """Covered, defocused or turned-away camera, judged against the camera's own reference view."""
 
     enabled: bool = True
@@ -211,7 +105,7 @@ class Tamper(_Section):
     reference_after_s: float = Field(3.0, ge=0, description="Seconds of footage before the reference view is taken.")
 
 
-class Camera(_Section):
+class Camera(StrictModel):
     id: Id
     source: str = Field(min_length=1, description="File path, rtsp:// or http(s):// URL, or a USB index.")
     detect_fps: float = Field(5.0, gt=0, le=30)
@@ -220,17 +114,10 @@ class Camera(_Section):
     offline_event_s: float = Field(30.0, gt=0, description="Lost for this long: a camera_offline event starts.")
     motion: Motion = Motion()
     tamper: Tamper = Tamper()
-    zones: tuple[Zone, ...] = ()
-
-    @model_validator(mode="after")
-    def _unique_zone_ids(self) -> Camera:
-        ids = [z.id for z in self.zones]
-        if len(ids) != len(set(ids)):
-            raise ValueError(f"zone ids must be unique within a camera: {ids}")
-        return self
+    zones: ZoneList = ()
 
 
-class MqttTls(_Section):
+class MqttTls(StrictModel):
     """Files for an ``mqtts://`` broker with a private CA and/or client certificates (relative to the config)."""
 
     ca_file: str | None = Field(None, description="PEM CA bundle that signed the broker's certificate.")
@@ -244,7 +131,7 @@ class MqttTls(_Section):
         return self
 
 
-class Mqtt(_Section):
+class Mqtt(StrictModel):
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str | None = None
     qos: Literal[0, 1, 2] = 1
@@ -272,21 +159,21 @@ class Mqtt(_Section):
         return self.model_copy(update={"tls": self.tls.model_copy(update=files)})
 
 
-class Server(_Section):
+class Server(StrictModel):
     url: str | None = Field(None, description="Base URL of the GridWatch server, for snapshot upload.")
     token: str | None = Field(None, description="API token with scope snapshots:write, sent as a Bearer token.")
 
 
-class OutboxSettings(_Section):
-    """The on-disk outbox that keeps events until the broker acknowledges them (see edge/outbox.py)."""
+class OutboxSettings(StrictModel):
+    """The on-disk outbox that keeps events until the broker acknowledges them (see edge/delivery/outbox.py)."""
 
     path: str = Field("outbox.db", description="SQLite file, relative to the config file.")
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
 
-class MetricsSettings(_Section):
-    """Prometheus text at /metrics and a liveness check at /healthz (see edge/metrics.py)."""
+class MetricsSettings(StrictModel):
+    """Prometheus text at /metrics and a liveness check at /healthz (see edge/node/metrics.py)."""
 
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 exposes it to the LAN.")
     port: int = Field(9108, ge=0, le=65535, description="0 turns the endpoint off.")
@@ -300,7 +187,7 @@ PROVIDERS = {
 }
 
 
-class Detector(_Section):
+class Detector(StrictModel):
     model: str = "yolox_nano"
     model_path: str | None = None
     input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the manifest's.")
@@ -317,7 +204,7 @@ class Detector(_Section):
     )
 
 
-class Evidence(_Section):
+class Evidence(StrictModel):
     dir: str = "evidence"
     jpeg_quality: int = Field(85, ge=30, le=100)
     max_files: int = Field(
@@ -325,7 +212,7 @@ class Evidence(_Section):
     )
 
 
-class EdgeConfig(_Section):
+class EdgeConfig(StrictModel):
     site_id: Id
     node_id: Id
     mqtt: Mqtt = Mqtt()
@@ -349,8 +236,6 @@ class EdgeConfig(_Section):
 
     @model_validator(mode="after")
     def _known_uniforms(self) -> EdgeConfig:
-        from gridwatch.edge.uniforms import catalogue
-
         known = set(catalogue()) | {u.id for u in self.uniforms}
         for c, camera in enumerate(self.cameras):
             for z, zone in enumerate(camera.zones):

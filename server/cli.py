@@ -13,7 +13,7 @@ import click
 
 def _server_modules() -> None:
     try:
-        import gridwatch.server.api  # noqa: F401
+        import gridwatch.server.api.app  # noqa: F401
     except ImportError as exc:  # an edge-only install
         raise click.ClickException(
             f"the server needs the server extra: pip install 'gridwatch[server]' ({exc})"
@@ -40,7 +40,7 @@ def server(ctx: click.Context, db_url: str | None, mqtt_url: str | None, data_di
         return
     _server_modules()
     from gridwatch.broker.mqtt_url import parse_mqtt_url
-    from gridwatch.server.api import create_app
+    from gridwatch.server.api.app import create_app
     from gridwatch.server.runner import uvicorn_server
     from gridwatch.server.settings import ServerSettings
 
@@ -67,9 +67,9 @@ def add_user(username: str, role: str, person_id: str | None, display_name: str,
              db_url: str | None, data_dir: Path | None) -> None:
     """Create a console account (the database is migrated first)."""
     _server_modules()
-    from gridwatch.server.accounts import AccountError, create_account
     from gridwatch.server.clock import SystemClock
     from gridwatch.server.db import create_engine, session_factory, upgrade
+    from gridwatch.server.registry.accounts import AccountError, create_account
     from gridwatch.server.settings import ServerSettings
 
     overrides = {"database_url": db_url, "data_dir": data_dir}
@@ -101,10 +101,10 @@ def purge(dry_run: bool, db_url: str | None, data_dir: Path | None) -> None:
     _server_modules()
     from gridwatch.server.clock import SystemClock
     from gridwatch.server.db import create_engine, session_factory, upgrade
-    from gridwatch.server.retention import Policy
-    from gridwatch.server.retention import purge as run_purge
+    from gridwatch.server.ingest.snapshots import SnapshotStore
+    from gridwatch.server.privacy.retention import Policy
+    from gridwatch.server.privacy.retention import purge as run_purge
     from gridwatch.server.settings import ServerSettings
-    from gridwatch.server.snapshots import SnapshotStore
 
     overrides = {"database_url": db_url, "data_dir": data_dir}
     settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -66,7 +66,7 @@ class Ticket(Base):
 
     ``incident_id`` is the incident that opened it. The lifecycle columns (stage, assignee, SLA
     clock, first-time stamps per stage, rework/extension counts, rating) are a summary kept by
-    :mod:`gridwatch.server.lifecycle` in step with the append-only ``ticket_transitions`` audit
+    :mod:`gridwatch.server.tickets.lifecycle` in step with the append-only ``ticket_transitions`` audit
     trail, so lists and indicators read one row per ticket instead of replaying the trail.
     """
 
@@ -488,7 +488,7 @@ class EvidenceAccess(Base):
 
 
 class NodeSequence(Base):
-    """The highest event ``seq`` seen from one edge node (server/sequence.py); the first one seen is
+    """The highest event ``seq`` seen from one edge node (server/ingest/sequence.py); the first one seen is
     the baseline, so a server that joins late does not report a node's whole history as lost."""
 
     __tablename__ = "node_sequences"
@@ -520,7 +520,7 @@ class SequenceGap(Base):
 
 class TicketDayStats(Base):
     """Indicator sums per local day (UTC+8) of ``opened_at``, community, street, district, type and
-    category: what :mod:`gridwatch.server.indicators` adds up for a district-wide month in a few
+    category: what :mod:`gridwatch.server.tickets.indicators` adds up for a district-wide month in a few
     thousand rows instead of a hundred thousand tickets. Kept by a PostgreSQL trigger on ``tickets``
     at commit (migration 0006); unused on SQLite. '' stands for no community/street/district."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from gridwatch.server.api import create_app
+from gridwatch.server.api.app import create_app
 from gridwatch.server.clock import Clock
 from gridwatch.server.settings import ServerSettings
 

@@ -42,7 +42,7 @@ class ServerSettings(BaseSettings):
         "split the stream; empty for a single server (the embedded amqtt broker has no shared subscriptions).",
         pattern=r"^[A-Za-z0-9_.-]{0,64}$",
     )
-    # -- district scale: a clustered broker (deploy/cluster/README.md, server/amqp_source.py)
+    # -- district scale: a clustered broker (deploy/cluster/README.md, server/ingest/amqp_source.py)
     ingest_source: Literal["mqtt", "amqp"] = Field(
         "mqtt", description="Where events come from: 'mqtt' (mqtt_url, one broker) or 'amqp' (the clustered "
         "RabbitMQ's quorum queue, shared by every replica; camera status and transitions still use mqtt_url).",
@@ -69,7 +69,7 @@ class ServerSettings(BaseSettings):
     )
     login_attempts: int = Field(5, ge=1, description="Failed logins per address and per username ...")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds before 429.")
-    # -- Open311 GeoReport v2 (server/open311.py)
+    # -- Open311 GeoReport v2 (server/integrations/open311.py)
     open311_public_read: bool = Field(
         True, description="Anyone may read services and requests (GeoReport's public model; no evidence, "
         "assignee or camera is shown). Off: reads need api_key = a token with scope read.",
@@ -78,7 +78,7 @@ class ServerSettings(BaseSettings):
         "", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$",
         description="The site a POSTed request belongs to when it names no jurisdiction_id.",
     )
-    # -- outbound webhooks (server/webhooks.py)
+    # -- outbound webhooks (server/integrations/webhooks.py)
     webhook_poll_s: float = Field(1.0, gt=0, description="How often the delivery worker looks for due deliveries.")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per HTTP attempt.")
     webhook_backoff_s: float = Field(10.0, gt=0, description="Wait before the first retry; doubled after each.")
@@ -88,7 +88,7 @@ class ServerSettings(BaseSettings):
         False, description="Allow webhook URLs on loopback, private and link-local addresses (an in-house receiver). "
                            "Off by default: the server would otherwise POST into its own network for whoever holds "
                            "an admin session (SSRF).")
-    # -- retention per data kind, in days; 0 keeps forever (server/retention.py)
+    # -- retention per data kind, in days; 0 keeps forever (server/privacy/retention.py)
     retention_events_days: int = Field(365, ge=0, description="Events of closed or suppressed situations.")
     retention_snapshots_days: int = Field(180, ge=0, description="Snapshot files not evidence of an open ticket.")
     retention_audit_days: int = Field(1095, ge=0, description="Audit trail of tickets closed this long ago.")

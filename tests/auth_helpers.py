@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from gridwatch.server.accounts import create_account
+from gridwatch.server.registry.accounts import create_account
 from gridwatch.server.runner import ServerRunner
 
 PASSWORD = "correct-horse-battery"

@@ -26,7 +26,7 @@ class Server:
     """An in-process GridWatch server on its own data dir, and a token that reads and uploads."""
 
     def __init__(self, data_dir: Path, mqtt_url: str) -> None:
-        from gridwatch.server.accounts import issue_token
+        from gridwatch.server.registry.accounts import issue_token
         from gridwatch.server.runner import ServerRunner
         from gridwatch.server.settings import ServerSettings
 

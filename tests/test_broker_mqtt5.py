@@ -26,8 +26,8 @@ from gridwatch.broker.contract import CameraStatus, Event, NodeState
 from gridwatch.broker.embedded import EmbeddedBroker
 from gridwatch.broker.mqtt_url import TlsFiles, connect_client, new_client, parse_mqtt_url, speaks_mqtt5
 from gridwatch.edge.config import ConfigError, parse_config
-from gridwatch.edge.outbox import Outbox
-from gridwatch.edge.publish import MqttPublisher
+from gridwatch.edge.delivery.outbox import Outbox
+from gridwatch.edge.delivery.publish import MqttPublisher
 from tests.conftest import Mosquitto, free_port
 from tests.reliability_helpers import Server, wait_for
 from tests.test_broker_security_mosquitto import Site, clients, site, watcher  # noqa: F401  (fixtures)

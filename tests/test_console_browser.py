@@ -39,7 +39,7 @@ from gridwatch.broker.contract import (
     Phase,
     SnapshotRef,
 )
-from gridwatch.server import registry
+from gridwatch.server.registry import grids
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from tests.auth_helpers import PASSWORD, add_account, login
@@ -130,7 +130,7 @@ def compound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compound]:
         for username, role, person_id, name in ACCOUNTS:
             add_account(runner, username, role, person_id, display_name=name)
         place = Compound(runner, publisher)
-        assert place.admin.put("/api/registry", content=registry.SAMPLE_PATH.read_bytes()).status_code == 200
+        assert place.admin.put("/api/registry", content=grids.SAMPLE_PATH.read_bytes()).status_code == 200
         deadline = time.monotonic() + 10
         while not httpx.get(f"{runner.url}/api/health").json()["mqtt"]["subscribed"]:
             assert time.monotonic() < deadline, "the server did not subscribe"

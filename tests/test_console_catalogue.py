@@ -7,8 +7,9 @@ import json
 import re
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.server import accounts, lifecycle
-from gridwatch.server.api import CONSOLE_DIR
+from gridwatch.server.api.routers.console import CONSOLE_DIR
+from gridwatch.server.registry import accounts
+from gridwatch.server.tickets import lifecycle
 
 CATALOGUES = {lang: json.loads((CONSOLE_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
               for lang in ("zh-CN", "en")}

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.layouts import YoloxLayout, letterbox
+from gridwatch.edge.perception.detect import OnnxDetector
+from gridwatch.edge.perception.layouts import YoloxLayout, letterbox
 from gridwatch.models.resolver import resolve_model
 
 

@@ -8,15 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.edge.capture import Frame, FrameSource, Sampler
-from gridwatch.edge.config import ConfigError, Motion, Tamper, Zone, parse_config
-from gridwatch.edge.layouts import Yolov8Layout, detect_layout
-from gridwatch.edge.motion import CHEAP_REFRESHES, MotionDetector, MotionGate
-from gridwatch.edge.runner import Engine, build_detector, evidence_store
-from gridwatch.edge.scheduler import Scheduler
-from gridwatch.edge.tamper import TamperCheck
-from gridwatch.edge.track import Track
-from gridwatch.edge.zones import ZoneArea, ZoneMembership
+from gridwatch.broker.zones import Zone
+from gridwatch.edge.capture.source import Frame, FrameSource, Sampler
+from gridwatch.edge.config import ConfigError, Motion, Tamper, parse_config
+from gridwatch.edge.node.runner import Engine, build_detector, evidence_store
+from gridwatch.edge.node.scheduler import Scheduler
+from gridwatch.edge.perception.layouts import Yolov8Layout, detect_layout
+from gridwatch.edge.perception.motion import CHEAP_REFRESHES, MotionDetector, MotionGate
+from gridwatch.edge.perception.tamper import TamperCheck
+from gridwatch.edge.perception.track import Track
+from gridwatch.edge.rules.zones import ZoneArea, ZoneMembership
 
 CLIP = "one-by-one-person-detection.mp4"
 

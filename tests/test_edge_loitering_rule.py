@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gridwatch.broker.contract import Phase
-from gridwatch.edge.config import LoiteringRule
+from gridwatch.broker.zones import LoiteringRule
+from gridwatch.edge.perception.track import Track
 from gridwatch.edge.rules.loitering import LoiteringDetector
-from gridwatch.edge.track import Track
 
 RULE = LoiteringRule(type="loitering", min_dwell_s=10, update_every_s=4, exit_grace_s=2)
 

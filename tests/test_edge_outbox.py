@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from gridwatch.edge.outbox import Outbox
+from gridwatch.edge.delivery.outbox import Outbox
 from tests.conftest import ReportCounts
 
 
@@ -45,7 +45,7 @@ def test_appended_messages_survive_sigkill(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from gridwatch.edge.outbox import Outbox
+        from gridwatch.edge.delivery.outbox import Outbox
         box = Outbox(Path({str(db)!r}))
         i = 0
         while True:
@@ -126,8 +126,8 @@ import sys, time, uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from gridwatch.broker.contract import Event
-from gridwatch.edge.outbox import Outbox
-from gridwatch.edge.publish import MqttPublisher
+from gridwatch.edge.delivery.outbox import Outbox
+from gridwatch.edge.delivery.publish import MqttPublisher
 
 url, db, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 publisher = MqttPublisher("site-a", "node-a", url, client_id="outbox-test-edge", outbox=Outbox(db))

@@ -26,8 +26,8 @@ import sys, time, uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from gridwatch.broker.contract import Event
-from gridwatch.edge.outbox import Outbox
-from gridwatch.edge.publish import MqttPublisher
+from gridwatch.edge.delivery.outbox import Outbox
+from gridwatch.edge.delivery.publish import MqttPublisher
 
 url, db, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 publisher = MqttPublisher("site-a", "node-a", url, client_id="flaky-link-edge", outbox=Outbox(db),

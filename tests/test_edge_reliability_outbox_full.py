@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gridwatch.broker.contract import Event
-from gridwatch.edge.metrics import MetricsServer, health, render
-from gridwatch.edge.outbox import Outbox
-from gridwatch.edge.publish import MqttPublisher
+from gridwatch.edge.delivery.outbox import Outbox
+from gridwatch.edge.delivery.publish import MqttPublisher
+from gridwatch.edge.node.metrics import MetricsServer, health, render
 from tests.conftest import Mosquitto, ReportCounts
 from tests.reliability_helpers import Server, wait_for
 from tests.test_edge_outbox import collect
@@ -61,7 +61,7 @@ def test_full_outbox_drops_by_policy_and_shows_it(tmp_path: Path, mosquitto: Mos
     endpoint = MetricsServer("127.0.0.1", 0, lambda: render(publisher, []), lambda: health(publisher, []))
     try:
         emitted: dict[str, str] = {}
-        with caplog.at_level(logging.WARNING, logger="gridwatch.edge.publish"):
+        with caplog.at_level(logging.WARNING, logger="gridwatch.edge.delivery.publish"):
             for i in range(INCIDENTS):
                 incident = uuid.uuid4().hex
                 for j, phase in enumerate(("start", "update", "update", "end")):

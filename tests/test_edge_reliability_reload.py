@@ -82,11 +82,11 @@ def replay_with_swap(samples: Path, tmp_path: Path, at_s: float, change) -> list
     """The clip through one pipeline, its zones swapped for ``change(camera)`` at ``at_s``; (phase, time) of events."""
     from datetime import UTC, datetime
 
-    from gridwatch.edge.capture import FrameSource, Sampler
+    from gridwatch.edge.capture.source import FrameSource, Sampler
     from gridwatch.edge.config import load_config
-    from gridwatch.edge.evidence import EvidenceStore
-    from gridwatch.edge.pipeline import CameraPipeline
-    from gridwatch.edge.runner import build_detector
+    from gridwatch.edge.evidence.snapshots import EvidenceStore
+    from gridwatch.edge.node.pipeline import CameraPipeline
+    from gridwatch.edge.node.runner import build_detector
 
     config = load_config(REPO / "tests" / "data" / "table-zone.yaml")
     camera = config.cameras[0].model_copy(update={"source": str(samples / CLIP)})

@@ -23,8 +23,8 @@ from gridwatch.broker import topics
 from gridwatch.broker.contract import CameraConfig
 from gridwatch.broker.mqtt_url import connect_client, new_client, parse_mqtt_url
 from gridwatch.edge.config import load_config
-from gridwatch.edge.reload import ConfigReloader
-from gridwatch.edge.runner import LiveNode, evidence_store, mqtt_publisher
+from gridwatch.edge.node.reload import ConfigReloader
+from gridwatch.edge.node.runner import LiveNode, evidence_store, mqtt_publisher
 from tests.auth_helpers import add_account, login
 from tests.conftest import Mosquitto, free_port
 from tests.reliability_helpers import CLIP, edge_config, wait_for

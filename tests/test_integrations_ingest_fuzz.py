@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridwatch.broker import topics
 from gridwatch.broker.contract import EventType, Phase
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import MAX_EVENT_BYTES, IngestStatus, store_messages
+from gridwatch.server.ingest.store import MAX_EVENT_BYTES, IngestStatus, store_messages
 from gridwatch.server.models import DeadLetter, EventRecord
 
 # ~45 cases a batch: 240 batches are the 10,000+ cases the acceptance asks for (~30 s on SQLite).

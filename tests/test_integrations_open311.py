@@ -18,7 +18,7 @@ from georeport import GeoReport
 
 from gridwatch.broker.contract import EventType
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import store_message
+from gridwatch.server.ingest.store import store_message
 from gridwatch.server.models import EventRecord, Ticket, TicketTransition
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridwatch.broker.contract import DetectedObject, SnapshotRef
 from gridwatch.server.clock import ManualClock
 from gridwatch.server.db import create_engine, session_factory, upgrade
-from gridwatch.server.ingest import IngestContext, store_message
+from gridwatch.server.ingest.snapshots import SnapshotStore
+from gridwatch.server.ingest.store import IngestContext, store_message
 from gridwatch.server.models import (
     DeadLetter,
     EventRecord,
@@ -31,10 +32,9 @@ from gridwatch.server.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from gridwatch.server.retention import Policy, purge
+from gridwatch.server.privacy.retention import Policy, purge
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.snapshots import SnapshotStore
 from tests.auth_helpers import add_account, login
 from tests.test_server_api import image_bytes, ingest_via
 from tests.test_server_api import make_event as api_event

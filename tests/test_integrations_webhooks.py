@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from gridwatch.broker.contract import TicketTransition
+from gridwatch.server.integrations.webhooks import SIGNATURE_HEADER, refused_target, verify
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.webhooks import SIGNATURE_HEADER, refused_target, verify
 from tests.auth_helpers import add_account, login
 from tests.conftest import free_port
 from tests.reliability_helpers import wait_for

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from gridwatch.deploy.demo import DEMO_PASSWORD
-from gridwatch.server.accounts import issue_token
+from gridwatch.server.registry.accounts import issue_token
 from tests.conftest import REPO, Mosquitto, free_port
 from tests.reliability_helpers import wait_for
 

@@ -23,14 +23,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import GateAck, GateAckStatus, GateCommand, now_utc
-from gridwatch.edge import runner
-from gridwatch.edge.cli import edge
-from gridwatch.edge.config import EdgeConfig, GatePolicy, Uniform, parse_config
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.enrol import enrol
-from gridwatch.edge.evidence import EvidenceStore
-from gridwatch.edge.gate import GateClient, entry_decision
-from gridwatch.edge.uniforms import UniformMatcher
+from gridwatch.broker.zones import GatePolicy
+from gridwatch.edge.config import EdgeConfig, Uniform, parse_config
+from gridwatch.edge.delivery.gate import GateClient
+from gridwatch.edge.evidence.snapshots import EvidenceStore
+from gridwatch.edge.node import runner
+from gridwatch.edge.node.cli import edge
+from gridwatch.edge.perception.detect import OnnxDetector
+from gridwatch.edge.perception.enrol import enrol
+from gridwatch.edge.perception.uniforms import UniformMatcher
+from gridwatch.edge.rules.gate_policy import entry_decision
 from tests.conftest import Mosquitto
 
 HIVIS = {"id": "hivis", "name": {"zh-CN": "反光背心", "en": "Hi-vis vest"},
@@ -119,7 +121,7 @@ def test_enrolment_builds_a_profile_that_tells_the_worker_from_shoppers(
     assert printed.exit_code == 0, printed.output
     as_config = yaml.safe_load(printed.output)["uniforms"][0]
     assert Uniform.model_validate(as_config) == uniform, "the printed entry is the profile, ready to paste"
-    from gridwatch.edge.appearance import AppearanceEmbedder
+    from gridwatch.edge.perception.appearance import AppearanceEmbedder
 
     matcher = UniformMatcher([uniform], AppearanceEmbedder())
     whole = lambda image: np.array([0, 0, image.shape[1], image.shape[0]])  # noqa: E731

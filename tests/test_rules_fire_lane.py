@@ -21,14 +21,15 @@ import numpy as np
 import pytest
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge import runner
-from gridwatch.edge.capture import Frame
-from gridwatch.edge.config import EdgeConfig, FireLaneRule, parse_config
-from gridwatch.edge.detect import OnnxDetector
-from gridwatch.edge.evidence import EvidenceStore
-from gridwatch.edge.pipeline import CameraPipeline
+from gridwatch.broker.zones import FireLaneRule
+from gridwatch.edge.capture.source import Frame
+from gridwatch.edge.config import EdgeConfig, parse_config
+from gridwatch.edge.evidence.snapshots import EvidenceStore
+from gridwatch.edge.node import runner
+from gridwatch.edge.node.pipeline import CameraPipeline
+from gridwatch.edge.perception.detect import OnnxDetector
+from gridwatch.edge.perception.track import Track
 from gridwatch.edge.rules.fire_lane import FireLaneDetector
-from gridwatch.edge.track import Track
 
 CLIP = "car-detection.mp4"
 EMPTY_FRAME, CAR_FRAME = 25, 80   # by eye: 2.0 s the lane is empty; 6.4 s one white car, wholly inside

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge.config import ConfigError, CourierRule, LoiteringRule, parse_config
+from gridwatch.broker.zones import CourierRule, LoiteringRule
+from gridwatch.edge.config import ConfigError, catalogue, parse_config
+from gridwatch.edge.perception.track import Track
+from gridwatch.edge.perception.uniforms import UniformMatcher
 from gridwatch.edge.rules.courier import CourierDetector, CourierLog
 from gridwatch.edge.rules.loitering import LoiteringDetector
-from gridwatch.edge.track import Track
-from gridwatch.edge.uniforms import UniformMatcher, catalogue
 
 BOX = np.array([100, 50, 160, 230], np.float32)
 ORANGE, GREY = (0, 120, 255), (128, 128, 128)  # BGR

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from gridwatch.edge import runner
-from gridwatch.edge.capture import Frame
+from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import parse_config
-from gridwatch.edge.evidence import EvidenceStore
-from gridwatch.edge.pipeline import CameraPipeline
+from gridwatch.edge.evidence.snapshots import EvidenceStore
+from gridwatch.edge.node import runner
+from gridwatch.edge.node.pipeline import CameraPipeline
 
 CLIP, FRAME = "face-demographics-walking.gif", 30
 FACES = [(176, 113, 202, 145), (288, 92, 316, 124)]  # x1, y1, x2, y2 in the 480x270 frame: woman, man

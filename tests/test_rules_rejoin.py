@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from gridwatch.broker.contract import Phase
-from gridwatch.edge import runner
-from gridwatch.edge.appearance import AppearanceEmbedder
-from gridwatch.edge.config import LoiteringRule, parse_config
+from gridwatch.broker.zones import LoiteringRule
+from gridwatch.edge.config import parse_config
+from gridwatch.edge.node import runner
+from gridwatch.edge.perception.appearance import AppearanceEmbedder
+from gridwatch.edge.perception.track import Track
 from gridwatch.edge.rules.loitering import LoiteringDetector
-from gridwatch.edge.track import Track
 from tests.conftest import SAMPLES
 
 FRAMES = {"p1": 100, "p1-later": 160, "p2": 300}

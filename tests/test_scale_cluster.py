@@ -26,7 +26,7 @@ from gridwatch.broker.mqtt_url import connect_client, new_client, parse_mqtt_url
 from gridwatch.deploy.cluster.rabbitmq import BrokerMissing, RabbitCluster
 from gridwatch.deploy.cluster.replica import ReplicaProcess
 from gridwatch.deploy.sim import SimConfig, SimResult, check_database, run
-from gridwatch.server.amqp_source import declare_on
+from gridwatch.server.ingest.amqp_source import declare_on
 from tests.conftest import ReportCounts, _fresh_postgres_database
 
 pytestmark = pytest.mark.postgres

@@ -1,6 +1,6 @@
 """Live updates across server replicas: two real ``gridwatch server`` processes on one PostgreSQL
 database, each ingesting a different site from a real Mosquitto; a console on either replica hears
-what the other one ingested (LISTEN/NOTIFY, server/live.py). Also the probes a Kubernetes
+what the other one ingested (LISTEN/NOTIFY, server/api/live.py). Also the probes a Kubernetes
 Deployment uses (/healthz, /readyz) on both replicas, started at the same moment as an orchestrator
 would start them.
 """
@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from gridwatch.broker import topics
-from gridwatch.server.live import NOTIFY_MAX_BYTES, Notice
+from gridwatch.server.api.live import NOTIFY_MAX_BYTES, Notice
 from tests.auth_helpers import PASSWORD, login
 from tests.conftest import Mosquitto, _fresh_postgres_database, free_port
 from tests.reliability_helpers import wait_for

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from gridwatch.deploy.cli import main
 from gridwatch.deploy.sim import SimConfig, district, plan_incidents
-from gridwatch.server.amqp_source import ROUTING_KEY, mqtt_topic
+from gridwatch.server.ingest.amqp_source import ROUTING_KEY, mqtt_topic
 from gridwatch.server.settings import ServerSettings
 
 

@@ -19,11 +19,11 @@ from PIL import Image
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase, SnapshotRef
-from gridwatch.server.api import CONSOLE_DIR as CONSOLE
-from gridwatch.server.ingest import Batch, IngestStatus, store_message, store_messages
+from gridwatch.server.api.routers.console import CONSOLE_DIR as CONSOLE
+from gridwatch.server.ingest.snapshots import MAX_SNAPSHOT_BYTES
+from gridwatch.server.ingest.store import Batch, IngestStatus, store_message, store_messages
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
-from gridwatch.server.snapshots import MAX_SNAPSHOT_BYTES
 from tests.auth_helpers import PASSWORD, login
 
 SITE, NODE = "site-a", "node-1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gridwatch.server.accounts import hash_password, verify_password
+from gridwatch.server.registry.accounts import hash_password, verify_password
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from tests.auth_helpers import PASSWORD, add_account, login

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
-from gridwatch.server import correlation, indicators, registry
 from gridwatch.server.db import MIGRATIONS_DIR, create_engine, current_revision, session_factory, upgrade
-from gridwatch.server.ingest import MAX_EVENT_BYTES, IngestStatus, store_message, store_messages
+from gridwatch.server.ingest.store import MAX_EVENT_BYTES, IngestStatus, store_message, store_messages
 from gridwatch.server.models import Base, DeadLetter, EventRecord, Ticket
+from gridwatch.server.registry import grids
+from gridwatch.server.tickets import correlation, indicators
 
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
 SITE, NODE, CAMERA = "site-a", "node-1", "cam-gate"
@@ -346,14 +347,14 @@ def test_one_batch_groups_a_burst_across_a_grids_cameras_like_separate_batches(
         sessions: sessionmaker[Session]) -> None:
     """Correlation reads the batch's places, fingerprints and groupable tickets up front; a ticket the
     batch itself opens must still be found by the next incident of the same grid in that batch."""
-    doc = registry.load_sample()
+    doc = grids.load_sample()
     with sessions() as session:
-        registry.replace(session, doc)
+        grids.replace(session, doc)
         session.commit()
         bound = [(c.site_id, c.camera_id) for street in doc.streets for community in street.communities
                  for grid in community.grids for c in grid.cameras]
         places = correlation.locate_all(session, {*bound, (SITE, "cam-nowhere")})
-        assert places == {camera: registry.locate(session, *camera) for camera in places}
+        assert places == {camera: grids.locate(session, *camera) for camera in places}
     grid = next(g for street in doc.streets for community in street.communities for g in community.grids
                 if len(g.cameras) >= 2)
     first, second = grid.cameras[:2]

@@ -230,8 +230,8 @@ def test_a_message_is_acknowledged_only_after_its_commit(mosquitto, database_url
                                                          publisher: Publisher) -> None:
     """While the database cannot store it, the event stays unacknowledged at the broker; a later
     consumer with the same session receives it again and stores it."""
-    from gridwatch.server.consumer import MqttIngest
     from gridwatch.server.db import create_engine, session_factory, upgrade
+    from gridwatch.server.ingest.mqtt_source import MqttIngest
 
     client_id = f"gridwatch-server-{uuid.uuid4().hex[:8]}"
     engine = create_engine(database_url)  # not migrated yet: every insert fails

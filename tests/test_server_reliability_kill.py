@@ -25,8 +25,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from gridwatch.broker.contract import DetectedObject, Event
-from gridwatch.edge.outbox import Outbox
-from gridwatch.edge.publish import MqttPublisher
+from gridwatch.edge.delivery.outbox import Outbox
+from gridwatch.edge.delivery.publish import MqttPublisher
 from gridwatch.server.models import EventRecord, SequenceGap, Ticket
 from tests.conftest import REPO, Mosquitto, ReportCounts, _fresh_postgres_database, free_port
 from tests.reliability_helpers import wait_for

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import Event, EventType, Phase
-from gridwatch.server.ingest import store_messages
+from gridwatch.server.ingest.store import store_messages
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 
@@ -55,7 +55,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
 
 
 def test_gaps_are_found_filled_late_and_closed(server: Server, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="gridwatch.server.sequence"):
+    with caplog.at_level(logging.INFO, logger="gridwatch.server.ingest.sequence"):
         server.ingest(numbered(5), numbered(6))  # the first number seen is the baseline: 1..4 are history
         assert server.gaps() == []
         server.ingest(numbered(9), numbered(7), numbered(12))  # out of order within one batch

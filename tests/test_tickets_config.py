@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from gridwatch.server import categories, registry
-from gridwatch.server.calendar import TimeLimit
+from gridwatch.server.registry import grids
+from gridwatch.server.tickets import categories
+from gridwatch.server.tickets.calendar import TimeLimit
 
 SH = ZoneInfo("Asia/Shanghai")
 CAL = categories.load_sample().calendar
@@ -65,13 +66,13 @@ def test_group_wait_needs_grid_grouping_and_fits_in_the_group_interval() -> None
 
 
 def test_registry_round_trips_through_csv() -> None:
-    sample = registry.load_sample()
-    text = registry.to_csv(sample)
-    assert text.splitlines()[0] == ",".join(registry.CSV_COLUMNS)
-    assert registry.from_csv(text) == sample
+    sample = grids.load_sample()
+    text = grids.to_csv(sample)
+    assert text.splitlines()[0] == ",".join(grids.CSV_COLUMNS)
+    assert grids.from_csv(text) == sample
     without_community = "\n".join(line for line in text.splitlines() if not line.startswith("community"))
     with pytest.raises(ValueError, match="parent 'comm-xingfu'"):
-        registry.from_csv(without_community)
+        grids.from_csv(without_community)
     with pytest.raises(ValidationError, match="listed twice"):
-        registry.RegistryDoc.model_validate({**sample.model_dump(), "departments": [
+        grids.RegistryDoc.model_validate({**sample.model_dump(), "departments": [
             {"id": "grid-xingfu-01", "name": "dup"}]})

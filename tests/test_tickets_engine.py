@@ -26,10 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch.broker import contract, topics
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase
-from gridwatch.server import categories, registry
 from gridwatch.server.clock import ManualClock
+from gridwatch.server.registry import grids
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
+from gridwatch.server.tickets import categories
 from tests.auth_helpers import PASSWORD, add_account, login
 from tests.test_server_mqtt import Publisher, wait_for
 
@@ -152,7 +153,7 @@ def start_server(mosquitto, database_url: str, tmp_path: Path, clock: ManualCloc
 def api(mosquitto, database_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[Api]:
     runner = start_server(mosquitto, database_url, tmp_path, clock, sla_sweep_interval_s=0.05)
     client = Api(runner)
-    sample = registry.SAMPLE_PATH.read_text(encoding="utf-8")
+    sample = grids.SAMPLE_PATH.read_text(encoding="utf-8")
     assert client.http.put("/api/registry", content=sample).status_code == 200
     yield client
     client.close()

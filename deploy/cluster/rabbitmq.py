@@ -4,7 +4,7 @@ Tests, the replica benchmark and a developer (``python -m gridwatch.deploy.clust
 start the same cluster from this one place, so the configuration proved here is the one documented in
 ``deploy/cluster/README.md``. Every node has an MQTT listener for the edge boxes and an AMQP listener for
 the server replicas; events go from the MQTT plugin into ``amq.topic`` and from there into one quorum
-queue (:mod:`gridwatch.server.amqp_source`), replicated on three nodes, which the replicas share.
+queue (:mod:`gridwatch.server.ingest.amqp_source`), replicated on three nodes, which the replicas share.
 
 Each cluster gets its own Erlang cookie and node names (``gw<random>-<n>@localhost``), so several
 clusters (parallel tests) and the machine's own RabbitMQ never join each other.
@@ -243,7 +243,7 @@ class RabbitCluster:
 
 def main() -> None:
     """Run a cluster in the foreground for a developer; Ctrl-C stops it."""
-    from gridwatch.server.amqp_source import declare_on
+    from gridwatch.server.ingest.amqp_source import declare_on
     from gridwatch.server.settings import ServerSettings
 
     parser = argparse.ArgumentParser(description="A RabbitMQ + MQTT cluster on loopback")

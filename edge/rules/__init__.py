@@ -1,1 +1,6 @@
-"""Rules turn tracked objects in zones into incidents (start / update / end)."""
+"""Rules: tracked objects in zones become incidents (start / update / end) and gate decisions.
+
+Zone membership, time windows, the courier, fire-lane and loitering rules, and the gate policy.
+Zone and rule settings are the contract's (``gridwatch.broker.zones``). Imports perception and
+capture, never evidence, delivery or the node.
+"""

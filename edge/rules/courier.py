@@ -23,11 +23,11 @@ from datetime import datetime
 import numpy as np
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge.config import CourierRule
-from gridwatch.edge.gate import entry_decision
+from gridwatch.broker.zones import CourierRule
+from gridwatch.edge.perception.track import Track
+from gridwatch.edge.perception.uniforms import Match, UniformMatcher
+from gridwatch.edge.rules.gate_policy import entry_decision
 from gridwatch.edge.rules.incident import RuleEvent
-from gridwatch.edge.track import Track
-from gridwatch.edge.uniforms import Match, UniformMatcher
 
 EXIT_GRACE_S = 2.0
 

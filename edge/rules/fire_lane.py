@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge.background import LaneBackground
-from gridwatch.edge.config import FireLaneRule
+from gridwatch.broker.zones import FireLaneRule
+from gridwatch.edge.perception.background import LaneBackground
+from gridwatch.edge.perception.track import Track
 from gridwatch.edge.rules.incident import RuleEvent
-from gridwatch.edge.track import Track
-from gridwatch.edge.zones import ZoneArea
+from gridwatch.edge.rules.zones import ZoneArea
 
 CLUTTER_CHECK_S = 0.5  # the background comparison is cheap, but not needed at every frame
 PIXEL_GAP_S = 1.0      # a clutter pixel may look like the empty lane this long (noise) and stay clutter

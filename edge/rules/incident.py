@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge.track import Track
+from gridwatch.edge.perception.track import Track
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.edge.appearance import AppearanceEmbedder
-from gridwatch.edge.config import LoiteringRule
+from gridwatch.broker.zones import LoiteringRule
+from gridwatch.edge.perception.appearance import AppearanceEmbedder
+from gridwatch.edge.perception.track import Track
+from gridwatch.edge.perception.uniforms import person_crop
 from gridwatch.edge.rules.incident import RuleEvent
-from gridwatch.edge.timewindows import in_windows
-from gridwatch.edge.track import Track
-from gridwatch.edge.uniforms import person_crop
+from gridwatch.edge.rules.timewindows import in_windows
 
 
 @dataclass

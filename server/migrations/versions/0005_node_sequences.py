@@ -1,5 +1,5 @@
 """Per-node event sequence numbers: the highest ``seq`` seen from each edge node and the gaps in
-them (events a node lost or has not delivered yet), see server/sequence.py.
+them (events a node lost or has not delivered yet), see server/ingest/sequence.py.
 
 Revision ID: 0005
 Revises: 0004

@@ -2,7 +2,7 @@
 index-only scan for what the summary cannot answer.
 
 ``ticket_day_stats`` holds, per local day (UTC+8) of ``opened_at`` and community / street /
-district / type / category, the sums the indicators are made of (gridwatch.server.indicators). A
+district / type / category, the sums the indicators are made of (gridwatch.server.tickets.indicators). A
 PostgreSQL trigger keeps it: each insert, delete, or update of a column the indicators read takes
 the row's old contribution out and puts the new one in. It is a deferred constraint trigger, so it
 runs at commit, after the transaction has taken all its ticket locks: a transition (one ticket)
@@ -28,7 +28,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# server/models.py Ticket: the same list (what gridwatch.server.indicators.compute reads besides opened_at).
+# server/models.py Ticket: the same list (what gridwatch.server.tickets.indicators.compute reads besides opened_at).
 INDICATOR_COLUMNS = ["grid_id", "community_id", "street_id", "district_id", "subcategory", "type", "stage",
                      "created_at", "registered_at", "dispatched_at", "handling_at", "feedback_at", "verified_at",
                      "closed_at", "overdue", "escalation_level", "rework_count", "extension_count", "rating"]

@@ -1,0 +1,137 @@
+"""``gridwatch edge``: run a node live, or replay a clip to try a zone config before deployment."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from gridwatch.edge.config import ConfigError, load_config
+
+
+def _load(config_path: Path):
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid config {config_path}:\n{exc}") from None
+
+
+@click.group()
+def edge() -> None:
+    """Edge node: capture, detect, track, rules, evidence, publish."""
+
+
+@edge.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def run(config_path: Path) -> None:
+    """Run every camera of the config live and publish events over MQTT until stopped."""
+    from gridwatch.edge.node.metrics import serve_node_metrics
+    from gridwatch.edge.node.reload import ConfigReloader
+    from gridwatch.edge.node.runner import LiveNode, evidence_store, mqtt_publisher
+
+    config = _load(config_path)
+    publisher = mqtt_publisher(config, config_path.parent)
+    try:
+        node = LiveNode(config, evidence_store(config, config_path.parent), publisher)
+    except ConfigError as exc:
+        publisher.close()
+        raise click.ClickException(f"invalid config {config_path}:\n{exc}") from None
+    signal.signal(signal.SIGTERM, lambda *_: node.stopping.set())
+    node.start()
+    metrics = serve_node_metrics(config.metrics.host, config.metrics.port, publisher, node.health)
+    reloader = ConfigReloader(config_path, config, node.engine.pipelines, node.engine.scheduler).start()
+    try:
+        node.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reloader.stop()
+        if metrics is not None:
+            metrics.close()
+        node.stop()
+        publisher.close()
+
+
+@edge.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--source", help="Video file to replay instead of the camera's configured source.")
+@click.option("--camera", "camera_id", help="Which camera's zones and rules to use (default: the first).")
+@click.option("--events-out", type=click.Path(path_type=Path), help="Write every event as JSON lines here.")
+@click.option("--publish", is_flag=True, help="Also publish the events to the config's MQTT broker.")
+@click.option("--start-time", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]),
+              help="Wall-clock time of the clip's first frame (default: now).")
+@click.option("--drain-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="With --publish: how long to wait at the end for the broker to acknowledge stored events "
+                   "(what is left stays in the outbox for the next start).")
+def replay(config_path: Path, source: str | None, camera_id: str | None, events_out: Path | None,
+           publish: bool, start_time: datetime | None, drain_s: float) -> None:
+    """Process a recorded clip on its own clock, as fast as possible, and list the events it causes."""
+    from tqdm import tqdm
+
+    from gridwatch.edge.capture.source import SourceError
+    from gridwatch.edge.config import resolve_source
+    from gridwatch.edge.delivery.publish import EventSink, JsonLinesSink
+    from gridwatch.edge.node import runner
+    from gridwatch.models.resolver import ChecksumMismatch, ModelNotFound
+
+    config = _load(config_path)
+    cameras = {c.id: c for c in config.cameras}
+    if camera_id is not None and camera_id not in cameras:
+        raise click.ClickException(f"--camera {camera_id!r}: the config has cameras {sorted(cameras)}")
+    camera = cameras[camera_id] if camera_id else config.cameras[0]
+    if source:
+        camera = camera.model_copy(update={"source": resolve_source(source, Path.cwd())})
+
+    sinks: list[EventSink] = []
+    if events_out:
+        sinks.append(JsonLinesSink(events_out.open("w", encoding="utf-8")))
+    publisher = runner.mqtt_publisher(config, config_path.parent) if publish else None
+    if publisher is not None:
+        sinks.append(publisher)
+    bar = tqdm(total=None, unit="s", disable=not sys.stderr.isatty(), desc=f"replay {camera.id}",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+    def progress(done_s: float, total_s: float) -> None:
+        bar.total = total_s or None
+        bar.n = done_s
+        bar.refresh()
+
+    try:
+        pipeline = runner.replay(config, camera, sinks, runner.evidence_store(config, config_path.parent),
+                                 clock_origin=start_time, on_progress=progress)
+    except (SourceError, ModelNotFound, ChecksumMismatch, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+        for sink in sinks:
+            if sink is publisher:
+                publisher.close(drain_s)
+            else:
+                sink.close()
+    starts = sum(1 for e in pipeline.events if e.phase.value == "start")
+    click.echo(f"{camera.id}: {pipeline.frames_detected} frames detected, {len(pipeline.events)} events "
+               f"({starts} incidents)" + (f" -> {events_out}" if events_out else ""), err=True)
+
+
+@edge.command("enroll-uniform")
+@click.option("--id", "uniform_id", required=True, help="The uniform's id, e.g. meituan or site-guard.")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="A folder of photos of people wearing the uniform (one person per photo).")
+@click.option("--name-en", help="Display name in English (default: the id).")
+@click.option("--name-zh", help="Display name in Chinese (zh-CN).")
+def enroll_uniform(uniform_id: str, images: Path, name_en: str | None, name_zh: str | None) -> None:
+    """Build a uniform profile from example photos and print it as a config entry for `uniforms:`."""
+    import yaml
+
+    from gridwatch.edge.perception.enrol import enrol, example_images
+
+    names = {"en": name_en or uniform_id, **({"zh-CN": name_zh} if name_zh else {})}
+    try:
+        uniform = enrol(uniform_id, names, example_images(images))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    entry = uniform.model_dump(mode="json")
+    click.echo(yaml.safe_dump({"uniforms": [entry]}, allow_unicode=True, sort_keys=False))

@@ -1,0 +1,240 @@
+"""One camera's pipeline: motion gate -> detect -> track -> zones -> rules -> evidence -> events.
+
+The pipeline works on the source clock (``source_time_s``) and turns it into wall-clock
+timestamps only when it builds the contract's ``Event``; replay and live share every line of it.
+Detection is split from the rest (``wants_detection`` / ``update``) so the scheduler can run one
+detector for many cameras; between detections the last tracks stand, so dwell keeps counting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
+from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone
+from gridwatch.edge.capture.source import Frame
+from gridwatch.edge.config import Camera, Uniform, catalogue
+from gridwatch.edge.delivery.gate import GateClient
+from gridwatch.edge.delivery.publish import EventSink
+from gridwatch.edge.evidence.privacy import blur_heads
+from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop
+from gridwatch.edge.perception.appearance import AppearanceEmbedder
+from gridwatch.edge.perception.detect import Detections, OnnxDetector
+from gridwatch.edge.perception.motion import MotionGate
+from gridwatch.edge.perception.tamper import TamperCheck
+from gridwatch.edge.perception.track import ObjectTracker, Track
+from gridwatch.edge.perception.uniforms import UniformMatcher
+from gridwatch.edge.rules.courier import CourierDetector, CourierLog
+from gridwatch.edge.rules.fire_lane import FireLaneDetector
+from gridwatch.edge.rules.gate_policy import ALLOWED
+from gridwatch.edge.rules.incident import RuleEvent
+from gridwatch.edge.rules.loitering import LoiteringDetector
+from gridwatch.edge.rules.zones import ZoneArea, ZoneMembership
+
+ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
+
+CAMERA_ZONE = "camera"  # zone_id of events about the camera itself (offline, tamper)
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        site_id: str,
+        node_id: str,
+        camera: Camera,
+        detector: OnnxDetector,
+        evidence: EvidenceStore,
+        sinks: list[EventSink],
+        clock_origin: datetime,
+        uniforms: dict[str, Uniform] | None = None,
+        gate_client: GateClient | None = None,
+        courier_log: CourierLog | None = None,
+    ) -> None:
+        self.site_id, self.node_id, self.camera = site_id, node_id, camera
+        self.detector, self.evidence, self.sinks = detector, evidence, sinks
+        self.clock_origin = clock_origin
+        self.uniforms = uniforms if uniforms is not None else catalogue()
+        self.gate_client = gate_client
+        self.courier_log = courier_log or CourierLog()  # shared by a node's cameras: entry here, exit there
+        tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+        self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
+        self.gate = MotionGate(camera.motion)
+        self.tamper = TamperCheck(camera.tamper)
+        self.embedder: AppearanceEmbedder | None = None
+        self.rules: list[tuple[Zone, Rule, ZoneRule]] = [
+            (zone, rule, self._rule(zone, rule)) for zone in camera.zones for rule in zone.rules]
+        self.membership = {zone.id: ZoneMembership(zone.inertia) for zone in camera.zones}
+        self.inside: dict[str, list[Track]] = {zone.id: [] for zone in camera.zones}
+        self.tracks: list[Track] = []
+        self.areas: dict[str, ZoneArea] = {}
+        self.frame_size: tuple[int, int] = (0, 0)
+        self.last_time_s = 0.0
+        self.last_image: np.ndarray | None = None
+        self.frames_in = 0
+        self.frames_detected = 0
+        self.events: list[Event] = []
+
+    def _appearance(self) -> AppearanceEmbedder:
+        """The camera's OSNet session, loaded only when a rule needs appearance (enrolled uniforms, rejoin)."""
+        if self.embedder is None:
+            self.embedder = AppearanceEmbedder()
+        return self.embedder
+
+    def _rule(self, zone: Zone, rule: Rule) -> ZoneRule:
+        if isinstance(rule, LoiteringRule):
+            return LoiteringDetector(zone.id, rule, self._at, self._appearance() if rule.rejoin_s else None)
+        if isinstance(rule, FireLaneRule):
+            return FireLaneDetector(zone.id, rule)
+        chosen = [self.uniforms[u] for u in rule.uniforms]
+        embedder = self._appearance() if any(u.examples for u in chosen) else None
+        return CourierDetector(zone.id, rule, UniformMatcher(chosen, embedder), self._at, self.courier_log)
+
+    def _area(self, zone_id: str, image: np.ndarray) -> ZoneArea:
+        size = (image.shape[1], image.shape[0])
+        if size != self.frame_size:
+            self.frame_size = size
+            self.areas = {z.id: ZoneArea(z, *size) for z in self.camera.zones}
+            for zone, _, detector in self.rules:
+                if isinstance(detector, FireLaneDetector):
+                    detector.watch_background(self.areas[zone.id], size)
+        return self.areas[zone_id]
+
+    def wants_detection(self, frame: Frame) -> bool:
+        """The motion gate's verdict for this frame (always True with gating off)."""
+        return self.gate.needs_detection(frame.image, frame.source_time_s, [t.box for t in self.tracks],
+                                         self.tracker.unconfirmed)
+
+    def process(self, frame: Frame) -> list[Event]:
+        """Gate, detect if needed, and run the rest of the chain: the single-camera path (replay)."""
+        detections = self.detector.detect(frame.image) if self.wants_detection(frame) else None
+        return self.update(frame, detections)
+
+    def update(self, frame: Frame, detections: Detections | None) -> list[Event]:
+        """Run one sampled frame through tracking (if it was detected), zones, rules and tamper."""
+        self.last_time_s, self.last_image = frame.source_time_s, frame.image
+        self.frames_in += 1
+        if detections is not None:
+            self.gate.detected(frame.source_time_s)
+            self.frames_detected += 1
+            self.tracks = self.tracker.update(detections)
+        if detections is not None or self.gate.verified:  # verified: the tracks were confirmed on pixels
+            for zone in self.camera.zones:
+                area = self._area(zone.id, frame.image)
+                self.inside[zone.id] = self.membership[zone.id].update(area, self.tracks)
+        emitted = []
+        for zone, rule, detector in self.rules:
+            area = self._area(zone.id, frame.image)
+            for rule_event in detector.update(frame.source_time_s, self.inside[zone.id], frame.image):
+                emitted.append(self._emit(rule_event, frame.image, area, rule))
+        change = self.tamper.update(frame.image, frame.source_time_s)
+        if change is not None:
+            emitted.append(self.camera_event(EventType.CAMERA_TAMPER, Phase(change.phase), change.incident_id,
+                                             change.since_s, frame.source_time_s, frame.image,
+                                             {"reason": change.reason} if change.reason else {}))
+        return emitted
+
+    def finish(self) -> list[Event]:
+        """The source ended: close open incidents, with the last frame seen as their evidence."""
+        return [event for zone, rule, detector in self.rules for event in self._close(zone, rule, detector)]
+
+    def _close(self, zone: Zone, rule: Rule, detector: ZoneRule) -> list[Event]:
+        """End a rule's open incidents now, on the geometry they were raised with."""
+        area = self._area(zone.id, self.last_image) if self.last_image is not None else None
+        return [self._emit(rule_event, self.last_image, area, rule)
+                for rule_event in detector.finish(self.last_time_s)]
+
+    def replace_zones(self, camera: Camera) -> tuple[int, int]:
+        """Take the zones and rules of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
+
+        An unchanged rule keeps its state and open incident; a changed or removed one ends its
+        incident first. The caller makes sure no frame is in the pipeline meanwhile."""
+        def key(zone: Zone, rule: Rule) -> str:
+            return zone.model_dump_json(exclude={"rules", "name"}) + rule.model_dump_json()
+
+        running = {key(zone, rule): (zone, rule, detector) for zone, rule, detector in self.rules}
+        wanted = {key(zone, rule) for zone in camera.zones for rule in zone.rules}
+        for k, (zone, rule, detector) in running.items():
+            if k not in wanted:
+                self._close(zone, rule, detector)
+        rules = [(zone, rule, running[key(zone, rule)][2] if key(zone, rule) in running else self._rule(zone, rule))
+                 for zone in camera.zones for rule in zone.rules]
+        old_zones = {zone.id: zone for zone in self.camera.zones}
+        self.membership = {z.id: self.membership[z.id] if old_zones.get(z.id) == z else ZoneMembership(z.inertia)
+                           for z in camera.zones}
+        self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
+        self.camera, self.rules = camera, rules
+        self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
+        kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
+        return kept, len(rules) - kept
+
+    def camera_event(self, event_type: EventType, phase: Phase, incident_id: str, started_s: float, now_s: float,
+                     image: np.ndarray | None = None, attributes: dict | None = None) -> Event:
+        """An event about the camera itself (offline, tamper), on zone ``camera``."""
+        return self._emit(RuleEvent(
+            type=event_type, phase=phase, zone_id=CAMERA_ZONE, incident_id=incident_id, track=None,
+            started_s=started_s, observed_s=now_s, ended_s=now_s if phase == Phase.END else None,
+            attributes=attributes or {},
+        ), image, None)
+
+    def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None,
+              rule: Rule | None = None) -> Event:
+        snapshot, extra = None, {}
+        if image is not None:
+            if rule is not None and rule.blur_faces:
+                image = blur_heads(image, [t.box for t in self.tracks if t.class_name == "person"]
+                                   + ([rule_event.track.box] if rule_event.track and
+                                      rule_event.track.class_name == "person" else []))
+            # An end's frame is the after-view: the object has left, so its stale box is not drawn.
+            boxed = None if rule_event.phase is Phase.END else rule_event.track
+            picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
+            snapshot = self.evidence.save(picture)
+            if boxed is not None:
+                extra["crop_sha256"] = self.evidence.save(crop(image, boxed)).ref.sha256
+        event = self._to_event(rule_event, snapshot.ref if snapshot else None)
+        if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \
+                and rule_event.phase is Phase.START and self.gate_client is not None:
+            command = self.gate_client.open_and_log(
+                rule.gate.gate_id, event.event_id,
+                f"courier_entry {rule_event.attributes['uniform_id']} (score {rule_event.attributes['score']})",
+                rule.gate.ack_timeout_s)
+            extra["gate_command_id"] = command.command_id
+        if extra:
+            event = event.model_copy(update={"attributes": {**event.attributes, **extra}})
+        for sink in self.sinks:
+            sink.emit(event, snapshot)
+        self.events.append(event)
+        return event
+
+    def _at(self, source_time_s: float) -> datetime:
+        return self.clock_origin + timedelta(seconds=source_time_s)
+
+    def _to_event(self, rule_event: RuleEvent, snapshot: SnapshotRef | None) -> Event:
+        return Event(
+            incident_id=rule_event.incident_id,
+            type=rule_event.type,
+            phase=rule_event.phase,
+            site_id=self.site_id,
+            node_id=self.node_id,
+            camera_id=self.camera.id,
+            zone_id=rule_event.zone_id,
+            object=self._object(rule_event.track),
+            started_at=self._at(rule_event.started_s),
+            observed_at=self._at(rule_event.observed_s),
+            ended_at=self._at(rule_event.ended_s) if rule_event.ended_s is not None else None,
+            attributes=rule_event.attributes,
+            snapshot=snapshot,
+            source_time_s=round(rule_event.observed_s, 3),
+        )
+
+    def _object(self, track: Track | None) -> DetectedObject | None:
+        if track is None or self.frame_size == (0, 0):
+            return None
+        width, height = self.frame_size
+        x1, y1, x2, y2 = (float(v) for v in track.box)
+        box = (x1 / width, y1 / height, x2 / width, y2 / height)
+        return DetectedObject(
+            class_name=track.class_name, track_id=track.track_id,
+            box=tuple(min(1.0, max(0.0, v)) for v in box), confidence=round(track.confidence, 4),
+        )

@@ -1,0 +1,77 @@
+"""Snapshot images: uploaded by edge nodes and phones (PUT by hash, POST to be hashed), viewed by
+the console, each view logged (:mod:`~gridwatch.server.privacy.evidence_log`)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from gridwatch.server.api.schemas import ErrorResponse, RowIdQuery, SnapshotStored
+from gridwatch.server.ingest.snapshots import MAX_SNAPSHOT_BYTES, SHA256_RE, SnapshotError, SnapshotStore
+from gridwatch.server.privacy import evidence_log
+
+router = APIRouter(prefix="/api")
+
+Sha256 = Annotated[str, Path(pattern=SHA256_RE.pattern, description="64 lowercase hex digits")]
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the snapshot limit (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(413, "too_large", f"snapshot is larger than {MAX_SNAPSHOT_BYTES} bytes")
+    return bytes(body)
+
+
+@router.put(
+    "/snapshots/{sha256}",
+    response_model=SnapshotStored,
+    status_code=201,
+    responses={200: {"model": SnapshotStored}, 400: {"model": ErrorResponse},
+               413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}},
+)
+async def put_snapshot(sha256: Sha256, request: Request, response: Response) -> SnapshotStored:
+    body = await _bounded_body(request)
+    snapshots: SnapshotStore = request.app.state.snapshots
+    stored = await run_in_threadpool(snapshots.put, sha256, body)
+    response.status_code = 201 if stored.created else 200
+    return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
+                          created=stored.created, url=f"/api/snapshots/{stored.sha256}")
+
+
+@router.post("/snapshots", response_model=SnapshotStored, status_code=201,
+             responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})
+async def post_snapshot(request: Request, response: Response) -> SnapshotStored:
+    """Upload a photo whose hash the client cannot compute (a phone browser on plain HTTP has no
+    WebCrypto): the server hashes it. Same limits and store as ``PUT /api/snapshots/{sha256}``."""
+    body = await _bounded_body(request)
+    snapshots: SnapshotStore = request.app.state.snapshots
+    stored = await run_in_threadpool(snapshots.put, hashlib.sha256(body).hexdigest(), body)
+    response.status_code = 201 if stored.created else 200
+    return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
+                          created=stored.created, url=f"/api/snapshots/{stored.sha256}")
+
+
+@router.get("/snapshots/{sha256}", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
+                       404: {"model": ErrorResponse}})
+def get_snapshot(sha256: Sha256, request: Request, ticket_id: RowIdQuery = None) -> FileResponse:
+    """The image; ``ticket_id`` names the ticket it is viewed as evidence of, for the access log."""
+    snapshots: SnapshotStore = request.app.state.snapshots
+    found = snapshots.find(sha256)
+    if found is None:
+        raise HTTPException(404, f"no snapshot {sha256}")
+    path, media_type = found
+    evidence_log.record(request, sha256, ticket_id)  # every view is accountable, so no browser cache either
+    headers = {"Cache-Control": evidence_log.CACHE_CONTROL, "ETag": f'"{sha256}"'}
+    return FileResponse(path, media_type=media_type, headers=headers)

@@ -1,0 +1,7 @@
+"""Ingest: events from the broker into the database, at least once and never twice.
+
+The ingest worker and its sources (MQTT, or AMQP on the clustered broker), storing a batch
+(dedup, dead letters, tickets opened through the ticket engine), per-node sequence tracking,
+snapshot storage, and the retained camera status board. Imports tickets, registry and the base
+(settings, db, models); never the API.
+"""

@@ -1,0 +1,50 @@
+"""The evidence access log: who viewed or downloaded which snapshot, when, from where.
+
+Snapshots show people; every read of one is a processing of personal data that must be
+accountable. ``GET /api/snapshots/{sha256}`` calls :func:`record` before it sends the bytes, and
+answers ``Cache-Control: private, no-cache`` so a browser asks again (and is logged again) on each
+view instead of showing a cached copy silently. Admins read the log at ``GET /api/evidence-access``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from gridwatch.server.models import EventRecord, EvidenceAccess, Ticket
+
+CACHE_CONTROL = "private, no-cache"
+
+
+def evidence_of(session: Session, sha256: str, ticket_id: int | None) -> int | None:
+    """``ticket_id`` when the snapshot really is that ticket's evidence (its own snapshots or one of its
+    events'), else None.
+
+    The viewer names the ticket it shows (the console does, ``?ticket_id=``) and the server checks it
+    by the ticket's key and the events' ticket index: searching every ticket and event for a hash would
+    be a full scan at a million tickets, on every image a console draws."""
+    if ticket_id is None:
+        return None
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    if sha256 in (ticket.snapshot_sha256, ticket.latest_snapshot_sha256):
+        return ticket_id
+    return session.scalar(sa.select(EventRecord.ticket_id).where(
+        EventRecord.ticket_id == ticket_id, EventRecord.snapshot_sha256 == sha256).limit(1))
+
+
+def record(request: Request, sha256: str, ticket_id: int | None = None) -> None:
+    """Log one read of snapshot ``sha256`` by the request's principal (committed before the bytes go),
+    with the ticket it was viewed as evidence of when the viewer named one and it checks out."""
+    principal = request.state.principal  # set by the API's authentication; None when anonymous
+    state = request.app.state
+    with state.sessions() as session:
+        session.add(EvidenceAccess(
+            sha256=sha256, ticket_id=evidence_of(session, sha256, ticket_id),
+            actor=principal.name if principal else "anonymous", role=principal.role if principal else "",
+            principal_kind=principal.kind if principal else "anonymous",
+            client=(request.client.host if request.client else "?")[:64],
+            user_agent=request.headers.get("user-agent", "")[:200], at=state.clock.now()))
+        session.commit()

@@ -1,0 +1,149 @@
+"""Retention: personal data is kept only as long as its kind needs, then purged.
+
+One policy per data kind (days in :class:`~gridwatch.server.settings.ServerSettings`, 0 = keep):
+events, snapshot files, the audit trail of closed tickets, dead letters, the evidence access log
+and finished webhook deliveries. Nothing that is evidence of a ticket still being worked on goes,
+whatever its age: events of open tickets, and snapshots an open ticket or its events point to.
+The same :func:`purge` runs periodically in the server (:func:`purger`) and from
+``gridwatch server purge [--dry-run]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridwatch.server.clock import Clock
+from gridwatch.server.ingest.snapshots import SHA256_RE, SnapshotStore
+from gridwatch.server.models import (
+    DeadLetter,
+    EventRecord,
+    EvidenceAccess,
+    Ticket,
+    TicketTransition,
+    WebhookDelivery,
+)
+from gridwatch.server.periodic import PeriodicJob
+from gridwatch.server.settings import ServerSettings
+from gridwatch.server.tickets.stages import Stage
+
+log = logging.getLogger(__name__)
+
+# A ticket in one of these is finished: its events and audit trail may age out.
+FINISHED = (Stage.CLOSED.value, Stage.EVALUATED.value, Stage.VOIDED.value)
+KINDS = ("events", "snapshots", "audit", "dead_letters", "evidence_log", "webhook_deliveries")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Days to keep each kind (0 = forever)."""
+
+    events: int
+    snapshots: int
+    audit: int
+    dead_letters: int
+    evidence_log: int
+    webhook_deliveries: int
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> Policy:
+        return cls(events=settings.retention_events_days, snapshots=settings.retention_snapshots_days,
+                   audit=settings.retention_audit_days, dead_letters=settings.retention_dead_letters_days,
+                   evidence_log=settings.retention_evidence_log_days,
+                   webhook_deliveries=settings.retention_webhook_deliveries_days)
+
+
+def _finished_tickets() -> sa.Select[tuple[int]]:
+    return sa.select(Ticket.id).where(Ticket.stage.in_(FINISHED))
+
+
+def _statements(policy: Policy, now: datetime) -> Iterator[tuple[str, sa.ColumnElement[bool], type]]:
+    """(kind, which rows go, table) for every row-kind with a limit."""
+    def cutoff(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    if policy.events:
+        yield "events", sa.and_(EventRecord.received_at < cutoff(policy.events),
+                                sa.or_(EventRecord.ticket_id.is_(None),
+                                       EventRecord.ticket_id.in_(_finished_tickets()))), EventRecord
+    if policy.audit:
+        closed_long_ago = sa.select(Ticket.id).where(Ticket.stage.in_(FINISHED),
+                                                     Ticket.updated_at < cutoff(policy.audit))
+        yield "audit", TicketTransition.ticket_id.in_(closed_long_ago), TicketTransition
+    if policy.dead_letters:
+        yield "dead_letters", DeadLetter.received_at < cutoff(policy.dead_letters), DeadLetter
+    if policy.evidence_log:
+        yield "evidence_log", EvidenceAccess.at < cutoff(policy.evidence_log), EvidenceAccess
+    if policy.webhook_deliveries:
+        yield "webhook_deliveries", sa.and_(WebhookDelivery.status != "pending",
+                                            WebhookDelivery.created_at < cutoff(policy.webhook_deliveries)), \
+            WebhookDelivery
+
+
+def _protected_snapshots(session: Session) -> set[str]:
+    """Snapshots that are evidence of a ticket still open: its own, its events', its handler photos."""
+    open_tickets = sa.select(Ticket.id).where(Ticket.stage.not_in(FINISHED))
+    keep: set[str] = set()
+    for first, latest in session.execute(sa.select(Ticket.snapshot_sha256, Ticket.latest_snapshot_sha256)
+                                         .where(Ticket.id.in_(open_tickets))):
+        keep.update(v for v in (first, latest) if v)
+    keep.update(session.scalars(sa.select(EventRecord.snapshot_sha256).where(
+        EventRecord.ticket_id.in_(open_tickets), EventRecord.snapshot_sha256.is_not(None))))
+    for details in session.scalars(sa.select(TicketTransition.details).where(
+            TicketTransition.ticket_id.in_(open_tickets), TicketTransition.action == "feedback")):
+        photo = (details or {}).get("photo_sha256")
+        if photo:
+            keep.add(photo)
+    return keep
+
+
+def _old_snapshot_files(store: SnapshotStore, days: int, now: datetime, keep: set[str]) -> list[Path]:
+    if not store.root.is_dir():
+        return []
+    # File times are wall-clock: a test's clock set in the future must not make fresh files look old.
+    limit = min(now.timestamp(), time.time()) - days * 86400
+    return [path for path in store.root.glob("??/*")
+            if path.is_file() and SHA256_RE.match(path.stem) and path.stem not in keep
+            and path.stat().st_mtime < limit]
+
+
+def purge(session: Session, store: SnapshotStore, policy: Policy, now: datetime, *,
+          dry_run: bool = False) -> dict[str, int]:
+    """Delete (or with ``dry_run`` only count) what is past its time; commits; count per kind."""
+    counts = dict.fromkeys(KINDS, 0)
+    for kind, condition, model in _statements(policy, now):
+        if dry_run:
+            counts[kind] = session.scalar(sa.select(sa.func.count()).select_from(model).where(condition)) or 0
+        else:
+            counts[kind] = session.execute(sa.delete(model).where(condition)).rowcount
+    if not dry_run:
+        session.commit()  # rows first: a crash after this leaves files, never rows pointing at nothing new
+    if policy.snapshots:
+        files = _old_snapshot_files(store, policy.snapshots, now, _protected_snapshots(session))
+        counts["snapshots"] = len(files)
+        if not dry_run:
+            for path in files:
+                path.unlink(missing_ok=True)
+    session.rollback()
+    return counts
+
+
+def purger(sessions: sessionmaker[Session], store: SnapshotStore, settings: ServerSettings,
+           clock: Clock) -> PeriodicJob:
+    """The periodic purge inside the server: once at start, then every ``retention_purge_interval_s``."""
+    policy = Policy.from_settings(settings)
+
+    def run() -> None:
+        with sessions() as session:
+            counts = purge(session, store, policy, clock.now())
+        if any(counts.values()):
+            log.info("retention purge: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+
+    return PeriodicJob("retention-purge", run, settings.retention_purge_interval_s)
