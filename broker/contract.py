@@ -8,11 +8,11 @@ the two identical, so integrators who never read our code validate against the s
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gridwatch.broker.topics import Id
 from gridwatch.broker.zones import ZoneList
@@ -190,11 +190,18 @@ class GateAction(StrEnum):
     OPEN = "open"
 
 
+# How long a gate command stays valid when the gate policy does not say (``GatePolicy.command_ttl_s``):
+# long enough for a round trip over a healthy link, short enough that the courier is still there.
+GATE_COMMAND_TTL_S = 5.0
+
+
 class GateCommand(_Payload):
     """An order to a gate controller, e.g. open for a courier whose uniform the policy allows.
 
     ``event_id`` ties the opening to the ``courier_entry`` event that justified it, so the audit
-    trail shows why every gate opened.
+    trail shows why every gate opened. A command is valid until ``expires_at`` only: a gate that
+    opens minutes after the courier left is a hole in the fence, so controllers refuse an expired
+    (or already seen) command, and senders never queue one while disconnected.
     """
 
     schema_: str = Field(GATE_COMMAND_SCHEMA, alias="schema", pattern=r"^gridwatch\.gate-command/1$")
@@ -205,6 +212,27 @@ class GateCommand(_Payload):
     event_id: HexId | None = Field(None, description="The event that caused the command, if any.")
     reason: str = Field(min_length=1, max_length=200)
     issued_at: Timestamp
+    expires_at: Timestamp = Field(
+        description="The command is void from this instant on: a controller refuses it (ack refused, detail "
+        "'expired'); a command without it, from a sender older than this field, counts as expired.")
+
+    @model_validator(mode="after")
+    def _expires_after_issue(self) -> GateCommand:
+        if self.expires_at <= self.issued_at:
+            raise ValueError("expires_at must be after issued_at")
+        return self
+
+    @classmethod
+    def open_gate(cls, gate_id: str, reason: str, *, issued_at: datetime | None = None,
+                  ttl_s: float = GATE_COMMAND_TTL_S, event_id: str | None = None) -> GateCommand:
+        """An ``open`` valid for ``ttl_s`` from ``issued_at`` (now): edge and console build it the same way."""
+        issued = issued_at or now_utc()
+        return cls(command=GateAction.OPEN, gate_id=gate_id, event_id=event_id, reason=reason,
+                   issued_at=issued, expires_at=issued + timedelta(seconds=ttl_s))
+
+    def expired(self, at: datetime | None = None) -> bool:
+        """Past ``expires_at`` at ``at`` (now): the controller's clock decides, so keep it NTP-synced."""
+        return (at or now_utc()) >= self.expires_at
 
 
 class GateAckStatus(StrEnum):

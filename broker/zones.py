@@ -72,6 +72,9 @@ class GatePolicy(StrictModel):
     allowed: tuple[Id, ...] = Field(min_length=1, description="Uniform ids allowed through this gate.")
     windows: tuple[str, ...] = Field((), description="Local time windows 'HH:MM-HH:MM' when entry is allowed.")
     ack_timeout_s: float = Field(5.0, gt=0, description="How long to wait for the gate controller's ack.")
+    command_ttl_s: float = Field(
+        5.0, gt=0, le=60, description="How long an open command stays valid (its expires_at); a controller "
+        "refuses it after that, so a gate never opens after the courier has gone.")
 
     _windows = field_validator("windows")(time_windows)
 

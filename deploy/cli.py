@@ -13,6 +13,7 @@ import click
 
 from gridwatch.broker.cli import broker
 from gridwatch.deploy.demo import demo
+from gridwatch.deploy.gate_controller import gate_controller
 from gridwatch.deploy.sim import sim
 from gridwatch.edge.node.cli import edge
 from gridwatch.models.cli import models
@@ -30,5 +31,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (demo, edge, server, broker, models, sim):
+for command in (demo, edge, server, broker, models, sim, gate_controller):
     main.add_command(command)

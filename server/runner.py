@@ -45,6 +45,9 @@ def uvicorn_server(app: FastAPI, settings: ServerSettings, **overrides: Any) -> 
         "port": settings.port,
         "log_config": None,  # keep the host program's logging setup
         "access_log": False,
+        # create_app trusts X-Forwarded-* from GRIDWATCH_TRUSTED_PROXIES only; uvicorn's own default
+        # (trust 127.0.0.1) would let any local process claim to be the TLS proxy.
+        "proxy_headers": False,
         # A last resort: streams are ended at shutdown, but never let a client hold it forever.
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }

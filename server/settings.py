@@ -63,6 +63,15 @@ class ServerSettings(BaseSettings):
         False, description="Always mark the session cookie Secure (it is already Secure on HTTPS requests); "
         "set it when a TLS proxy forwards plain HTTP to the server.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or networks (JSON list, e.g. [\"10.0.0.5\", \"10.1.0.0/16\"]) "
+        "of TLS proxies whose X-Forwarded-Proto and X-Forwarded-For are believed: the session cookie is then "
+        "Secure and HSTS is sent for their HTTPS clients. Empty: no forwarded header is believed.",
+    )
+    csp_allow_eval: bool = Field(
+        False, description="Add 'unsafe-eval' to the Content-Security-Policy. Only for browser automation "
+        "(Playwright's wait_for_function evaluates strings in the page); never in production.",
+    )
     anonymous_snapshot_upload: bool = Field(
         True, description="Accept PUT /api/snapshots/<sha256> without a token. Edge nodes without "
         "server.token in their config need it; turn it off once every node sends a snapshots:write token.",
@@ -71,8 +80,9 @@ class ServerSettings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds before 429.")
     # -- Open311 GeoReport v2 (server/integrations/open311.py)
     open311_public_read: bool = Field(
-        True, description="Anyone may read services and requests (GeoReport's public model; no evidence, "
-        "assignee or camera is shown). Off: reads need api_key = a token with scope read.",
+        False, description="Anyone may read services and requests of the categories the table marks public "
+        "(GeoReport's public model; times to the hour, no evidence, assignee or camera). Off (the default): "
+        "reads need api_key = a token with scope read.",
     )
     open311_jurisdiction: str = Field(
         "", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$",

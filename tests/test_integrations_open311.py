@@ -1,16 +1,20 @@
 """Open311 GeoReport v2 against a real server (uvicorn on a free port, SQLite and PostgreSQL), driven
 by Open311 client libraries from PyPI: ``civicbot`` (JSON reads, creating a request) and
-``georeport`` (reads in XML). A created request must become a ticket the REST API shows."""
+``georeport`` (public reads in XML). A created request must become a ticket the REST API shows.
+Nothing is readable without a token unless the site turns public reading on, and then never a
+security category."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+import xmltodict
 from civicbot.http import HttpError, HttpTransport, RateLimiter
 from civicbot.open311 import Open311Client
 from civicbot.registry import Endpoint
@@ -19,9 +23,11 @@ from georeport import GeoReport
 from gridwatch.broker.contract import EventType
 from gridwatch.server.db import create_engine, session_factory, upgrade
 from gridwatch.server.ingest.store import store_message
+from gridwatch.server.integrations.open311 import create_request
 from gridwatch.server.models import EventRecord, Ticket, TicketTransition
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
+from gridwatch.server.tickets.categories import NEVER_PUBLIC, CategoryTable, load_sample
 from tests.auth_helpers import add_account, login
 from tests.test_server_ingest import TOPIC, make_event
 
@@ -45,9 +51,22 @@ def _token(runner: ServerRunner, name: str, scopes: list[str]) -> str:
     return response.json()["token"]
 
 
-def _client(runner: ServerRunner) -> Open311Client:
+class _TokenClient(Open311Client):
+    """civicbot sends ``api_key`` only on writes; GeoReport allows it on reads too, and a site that is
+    not public needs it there."""
+
+    def __init__(self, *args: Any, api_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api_key = api_key
+
+    def _params(self, lat: float | None = None, lng: float | None = None, **extra: Any) -> dict[str, Any]:
+        return super()._params(lat, lng, api_key=self.api_key, **extra)
+
+
+def _client(runner: ServerRunner, api_key: str | None = None) -> Open311Client:
     endpoint = Endpoint(id="gridwatch", name="GridWatch", base_url=f"{runner.url}/open311/v2", write=True)
-    return Open311Client(endpoint, HttpTransport(rate_limiter=RateLimiter(min_interval=0)), jurisdiction_id=SITE)
+    return _TokenClient(endpoint, HttpTransport(rate_limiter=RateLimiter(min_interval=0)), jurisdiction_id=SITE,
+                        api_key=api_key)
 
 
 def test_an_open311_client_lists_services_and_requests_and_creates_a_ticket(server: ServerRunner) -> None:
@@ -55,7 +74,7 @@ def test_an_open311_client_lists_services_and_requests_and_creates_a_ticket(serv
     with server.app.state.sessions() as session:  # a camera ticket, through the real ingest
         camera = store_message(session, TOPIC, make_event(observed_at=datetime.now(UTC),
                                                           started_at=datetime.now(UTC)).to_json())
-    client = _client(server)
+    client = _client(server, token)
 
     services = client.list_services()
     assert sorted(s["service_code"] for s in services) == sorted(t.value for t in EventType)
@@ -94,11 +113,16 @@ def test_an_open311_client_lists_services_and_requests_and_creates_a_ticket(serv
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert client.list_requests(start_date=later) == []
 
-    xml_client = GeoReport(f"{server.url}/open311/v2", jurisdiction=SITE, output_format="xml")
-    xml_services = xml_client.get_service_list()
+    def xml(path: str) -> list[dict[str, Any]]:  # georeport sends no api_key on reads: the same GETs by hand
+        response = httpx.get(f"{server.url}/open311/v2/{path}.xml", params={"jurisdiction_id": SITE, "api_key": token})
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/xml")
+        root = xmltodict.parse(response.content)
+        return next(iter(root.values()))[path.rstrip("s") if path == "services" else "request"]
+
+    xml_services = xml("services")
     assert {s["service_code"] for s in xml_services} == {s["service_code"] for s in services}
     assert {s["metadata"] for s in xml_services} == {"false"}
-    xml_requests = xml_client.get_service_requests()
+    xml_requests = xml("requests")
     assert {r["service_request_id"] for r in xml_requests} == {created_id, str(camera.ticket_id)}
     camera_row = next(r for r in xml_requests if r["service_request_id"] == str(camera.ticket_id))
     assert camera_row["service_code"] == "loitering" and camera_row["lat"] is None
@@ -107,7 +131,7 @@ def test_an_open311_client_lists_services_and_requests_and_creates_a_ticket(serv
 def test_bad_open311_requests_get_georeport_errors_naming_the_field(server: ServerRunner) -> None:
     writer = _token(server, "civic-app", ["open311:write"])
     reader = _token(server, "reader", ["read"])
-    client = _client(server)
+    client = _client(server, reader)
     base = f"{server.url}/open311/v2"
     good = {"api_key": writer, "service_code": "loitering", "lat": "31.2", "long": "121.4", "jurisdiction_id": SITE}
 
@@ -144,23 +168,73 @@ def test_bad_open311_requests_get_georeport_errors_naming_the_field(server: Serv
     for query, field in [("start_date=yesterday", "start_date"), ("status=pending", "status"),
                          ("service_request_id=1,x", "service_request_id"),
                          ("start_date=2025-01-01T00:00:00Z&end_date=2025-06-01T00:00:00Z", "end_date")]:
-        response = httpx.get(f"{base}/requests.json?{query}")
+        response = httpx.get(f"{base}/requests.json?{query}&api_key={reader}")
         assert response.status_code == 400 and field in response.json()[0]["description"], (query, response.text)
-    assert httpx.get(f"{base}/services/loitering.json").status_code == 404
-    assert httpx.get(f"{base}/requests.yaml").status_code == 422
+    assert httpx.get(f"{base}/services/loitering.json", params={"api_key": reader}).status_code == 404
+    assert httpx.get(f"{base}/requests.yaml", params={"api_key": reader}).status_code == 422
     with server.app.state.sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 0
 
 
-def test_private_reads_need_a_read_token(database_url: str, tmp_path: Path) -> None:
-    settings = ServerSettings(data_dir=tmp_path, database_url=database_url, port=0, open311_public_read=False)
+def test_on_a_default_install_every_read_needs_a_read_token(server: ServerRunner) -> None:
+    reader = _token(server, "reader", ["read"])
+    writer = _token(server, "writer", ["open311:write"])
+    base = f"{server.url}/open311/v2"
+    for path in ["services.json", "services/fire_lane_blocked.json", "requests.json", "requests/1.json",
+                 "requests.xml"]:
+        refused = httpx.get(f"{base}/{path}")
+        assert refused.status_code == 401, (path, refused.text)
+        assert b"api_key" in refused.content, path
+        for wrong in [writer, "nope"]:  # a token without read, or none at all
+            assert httpx.get(f"{base}/{path}", params={"api_key": wrong}).status_code == 403, path
+    assert httpx.get(f"{base}/services.json", params={"api_key": reader}).status_code == 200
+    assert httpx.get(f"{base}/requests.json", params={"api_key": reader}).status_code == 200
+
+
+def test_public_reading_shows_no_security_category_and_only_the_hour(database_url: str, tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path, database_url=database_url, port=0, open311_public_read=True)
+    table = load_sample()
     with ServerRunner(settings, start_ingest=False) as runner:
         add_account(runner, "boss", "admin")
         reader = _token(runner, "reader", ["read"])
+        opened = datetime(2026, 3, 2, 9, 47, 31, tzinfo=UTC)
+        ids: dict[str, str] = {}
+        with runner.app.state.sessions() as session:  # one ticket of every category in the shipped table
+            for category in table.categories:
+                code = category.event_type.value
+                entry = create_request(session, table, 0, service_code=code, site=SITE, reporter="t",
+                                       latitude=31.2, longitude=121.4, address=None, description=None,
+                                       media_url=None, now=opened)
+                ids[code] = str(entry.ticket_id)
+            session.commit()
+        public = {c.event_type.value for c in table.categories if c.public}
+        assert public and not public & {t.value for t in NEVER_PUBLIC}
+
+        anonymous = GeoReport(f"{runner.url}/open311/v2", jurisdiction=SITE, output_format="xml")
+        assert {s["service_code"] for s in anonymous.get_service_list()} == public
+        window = {"start_date": "2026-03-01T00:00:00Z", "end_date": "2026-03-03T00:00:00Z"}
+        listed = anonymous.get_service_requests(**window)
+        listed = listed if isinstance(listed, list) else [listed]
+        assert {r["service_code"] for r in listed} == public
+        assert {r["requested_datetime"] for r in listed} == {"2026-03-02T09:00:00Z"}
         base = f"{runner.url}/open311/v2"
-        refused = httpx.get(f"{base}/services.json")
-        assert refused.status_code == 403 and "api_key" in refused.json()[0]["description"]
-        assert httpx.get(f"{base}/services.json", params={"api_key": reader}).status_code == 200
+        for code, ticket_id in ids.items():
+            one = httpx.get(f"{base}/requests/{ticket_id}.json")
+            assert one.status_code == (200 if code in public else 404), (code, one.text)
+            filtered = httpx.get(f"{base}/requests.json", params={"service_code": code, **window})
+            assert filtered.status_code == (200 if code in public else 400), (code, filtered.text)
+        # a read token still sees everything, to the second
+        full = httpx.get(f"{base}/requests.json", params={"api_key": reader, **window}).json()
+        assert {r["service_code"] for r in full} == set(ids)
+        assert {r["requested_datetime"] for r in full} == {"2026-03-02T09:47:31Z"}
+
+
+def test_a_table_cannot_make_a_security_category_public() -> None:
+    table = load_sample().model_dump(mode="json")
+    for security in NEVER_PUBLIC:
+        changed = [{**c, "public": True} if c["event_type"] == security.value else c for c in table["categories"]]
+        with pytest.raises(ValueError, match="cannot be public"):
+            CategoryTable.model_validate({**table, "categories": changed})
 
 
 def _filled(table: sa.Table, **given: object) -> dict[str, object]:

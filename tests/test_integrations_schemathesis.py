@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
@@ -25,6 +25,9 @@ from tests.auth_helpers import add_account, login
 # Operations that cannot be fuzzed as a request/response pair: the SSE stream never ends, and
 # logout would end the session every later call runs with.
 SKIPPED_PATHS = ("/api/stream", "/api/auth/logout")
+# The fuzzed server has no MQTT, so opening a gate rightly answers its documented 503 ("broker
+# unavailable": a gate command is never queued); the status code and body are still checked.
+SERVER_ERROR_EXPECTED = ("POST /api/gates/{site_id}/{node_id}/{gate_id}/open",)
 EXAMPLES_PER_OPERATION = 40
 
 
@@ -62,7 +65,10 @@ def test_api_conforms_to_its_openapi_document(api_schema: schemathesis.BaseSchem
                   suppress_health_check=list(HealthCheck))
         @given(operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(base_url=runner.url, headers=headers, excluded_checks=[positive_data_acceptance])
+            excluded = [positive_data_acceptance]
+            if case.operation.label in SERVER_ERROR_EXPECTED:
+                excluded.append(not_a_server_error)
+            case.call_and_validate(base_url=runner.url, headers=headers, excluded_checks=excluded)
 
         try:
             check()

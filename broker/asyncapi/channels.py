@@ -40,7 +40,10 @@ CHANNELS = (
     Channel("nodeCommands", topics.node_commands_topic, "gate-command", qos=1, retain=False,
             publisher="edge node (a rule allowed an entry), server (a guard's order)",
             readers="gate controllers behind the node",
-            summary="Open a gate; event_id names the courier_entry event that justified it."),
+            summary="Open a gate; event_id names the courier_entry event that justified it. A gate command is "
+            "valid until expires_at; controllers refuse expired or replayed commands (ack refused, detail "
+            "expired / replayed; a command without expires_at counts as expired); commands are never queued "
+            "while the sender is disconnected, never retained, and carry an MQTT 5 Message Expiry Interval."),
     Channel("nodeCommandAcks", topics.node_command_ack_topic, "gate-ack", qos=1, retain=False,
             publisher="gate controller", readers="edge node, server",
             summary="A gate controller's answer to a command, echoing its command_id."),

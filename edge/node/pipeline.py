@@ -195,11 +195,10 @@ class CameraPipeline:
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
         if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \
                 and rule_event.phase is Phase.START and self.gate_client is not None:
-            command = self.gate_client.open_and_log(
+            extra.update(self.gate_client.open_and_log(
                 rule.gate.gate_id, event.event_id,
                 f"courier_entry {rule_event.attributes['uniform_id']} (score {rule_event.attributes['score']})",
-                rule.gate.ack_timeout_s)
-            extra["gate_command_id"] = command.command_id
+                rule.gate.ack_timeout_s, rule.gate.command_ttl_s))
         if extra:
             event = event.model_copy(update={"attributes": {**event.attributes, **extra}})
         for sink in self.sinks:

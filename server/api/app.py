@@ -23,8 +23,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gridwatch.server.api import auth
+from gridwatch.server.api import auth, docs, security
 from gridwatch.server.api.live import Broadcaster, LiveFanout, Notice
 from gridwatch.server.api.routers import accounts as accounts_api
 from gridwatch.server.api.routers import (
@@ -172,6 +173,8 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         lifespan=lifespan,
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
         dependencies=[Depends(auth.authenticate)],
+        docs_url=None,  # served by docs.install, from the package and under their own policy
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.broadcaster = broadcaster
@@ -187,6 +190,10 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
         app.include_router(router)
 
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR), name="console")
+    docs.install(app)
+    app.add_middleware(security.SecurityHeaders, allow_eval=settings.csp_allow_eval)
+    # Outermost: the client's scheme and address from X-Forwarded-* only when a listed proxy sent them.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app
 
 

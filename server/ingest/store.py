@@ -231,7 +231,9 @@ class _Ingest:
     def _incidents(self, events: dict[int, Event]) -> dict[str, _IncidentRow]:
         """Insert the batch's unknown incidents, lock all of them, correlate the new ones."""
         earliest: dict[str, Event] = {}
-        for event in events.values():
+        arrival: dict[str, int] = {}  # first position in the batch: ties are correlated in the order they came
+        for position, event in enumerate(events.values()):
+            arrival.setdefault(event.incident_id, position)
             known = earliest.get(event.incident_id)
             if known is None or (event.phase is Phase.START and known.phase is not Phase.START):
                 earliest[event.incident_id] = event
@@ -251,7 +253,7 @@ class _Ingest:
             .where(among(self.session, Incident.incident_id, earliest)).order_by(Incident.incident_id).with_for_update()
         ).all()
         incidents = {r.incident_id: _IncidentRow(**r._asdict()) for r in found}
-        fresh = sorted((incidents[i] for i in created), key=lambda r: (r.started_at, r.incident_id))
+        fresh = sorted((incidents[i] for i in created), key=lambda r: (r.started_at, arrival[r.incident_id]))
         if not fresh:
             return incidents
         cameras = {(r.site_id, r.camera_id) for r in fresh}

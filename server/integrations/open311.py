@@ -5,8 +5,13 @@ tickets (``service_request_id`` = the ticket id). Every call answers JSON or XML
 extension, and errors use the GeoReport shape (``[{"code", "description"}]`` /
 ``<errors><error>``) rather than the REST API's, because Open311 clients parse that one.
 
-Reading is public by default, as GeoReport intends (``open311_public_read``), and shows no
-evidence, assignee or camera: only category, stage, times and place. Creating a request needs
+Reading needs ``api_key`` = an API token with scope ``read`` (401 without one, 403 with a bad one).
+Nothing is public by default: a site may turn public reading on (``open311_public_read``, as
+GeoReport intends for civic issues), and then anonymous readers see only the categories the table
+marks ``public`` (never loitering, courier or camera types: their list would say where people
+linger and which cameras are blind), with times coarsened to the hour so a public list cannot
+track a person's or a patrol's minutes. No reader sees evidence, assignee or camera: only
+category, stage, times and place. Creating a request needs
 ``api_key`` = an API token with scope ``open311:write``; the ticket starts ``reported`` with
 ``source`` open311 and no camera, and a supervisor registers and dispatches it like any other.
 Personal data a client may send (email, names, phone, device and account ids) is not stored.
@@ -18,6 +23,7 @@ import math
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -100,7 +106,7 @@ def _docs(model: Any, success: int = 200) -> dict[int | str, dict[str, Any]]:
     """Each status documented with its JSON schema and as XML text (same fields)."""
     xml = {"text/xml": {"schema": {"type": "string"}}}
     errors = {"model": list[ErrorOut], "content": xml}
-    return {success: {"model": model, "content": xml}, 400: errors, 403: errors, 404: errors}
+    return {success: {"model": model, "content": xml}, 400: errors, 401: errors, 403: errors, 404: errors}
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -132,8 +138,14 @@ def error_body(fmt: str, status: int, description: str) -> Response:
     return render(fmt, "errors", "error", [ErrorOut(code=status, description=description)], status)
 
 
-def _when(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+def _when(value: datetime | None, coarse: bool = False) -> str | None:
+    """W3C time in UTC; ``coarse`` (anonymous readers) drops minutes and seconds."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if coarse:
+        value = value.replace(minute=0, second=0, microsecond=0)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -197,27 +209,44 @@ def _site(value: str | None, default: str) -> str | None:
 # -- mapping -------------------------------------------------------------------------------------
 
 
-def services(table: CategoryTable) -> list[ServiceOut]:
+@dataclass(frozen=True)
+class Reader:
+    """Who reads: a token holder sees every category; an anonymous reader (public reading on) only
+    the table's public ones, with coarse times."""
+
+    anonymous: bool
+
+    def codes(self, table: CategoryTable) -> set[str]:
+        return {c.event_type.value for c in table.categories if c.public or not self.anonymous}
+
+
+def services(table: CategoryTable, reader: Reader = Reader(anonymous=False)) -> list[ServiceOut]:
+    visible = reader.codes(table)
     return [ServiceOut(service_code=c.event_type.value, service_name=f"{c.category} / {c.subcategory}",
                        description=c.subcategory, metadata=False, type="realtime", keywords=c.event_type.value,
-                       group=c.category) for c in table.categories]
+                       group=c.category) for c in table.categories if c.event_type.value in visible]
 
 
-def request_out(ticket: Ticket) -> RequestOut:
+def request_out(ticket: Ticket, coarse: bool = False) -> RequestOut:
     closed = ticket.stage in CLOSED_STAGES
     return RequestOut(
         service_request_id=str(ticket.id), status="closed" if closed else "open", status_notes=ticket.stage,
         service_name=f"{ticket.category} / {ticket.subcategory}", service_code=ticket.type,
         description=ticket.description, agency_responsible=ticket.responsible_unit, service_notice=None,
-        requested_datetime=_when(ticket.opened_at) or "", updated_datetime=_when(ticket.updated_at) or "",
-        expected_datetime=None if closed else _when(ticket.due_at), address=ticket.address, address_id=None,
+        requested_datetime=_when(ticket.opened_at, coarse) or "",
+        updated_datetime=_when(ticket.updated_at, coarse) or "",
+        expected_datetime=None if closed else _when(ticket.due_at, coarse), address=ticket.address, address_id=None,
         zipcode=None, lat=ticket.latitude, long=ticket.longitude, media_url=ticket.media_url)
 
 
 def find_requests(session: Session, *, ids: list[int], codes: list[str], statuses: list[str], site: str | None,
-                  start: datetime | None, end: datetime | None, now: datetime) -> list[Ticket]:
-    """Tickets as GeoReport's request filters select them (ids, when given, override the rest)."""
+                  start: datetime | None, end: datetime | None, now: datetime,
+                  visible: set[str] | None = None) -> list[Ticket]:
+    """Tickets as GeoReport's request filters select them (ids, when given, override the rest);
+    ``visible``: only these types, whatever the filters say (an anonymous reader's public ones)."""
     query = sa.select(Ticket).order_by(Ticket.opened_at.desc(), Ticket.id.desc()).limit(MAX_REQUESTS)
+    if visible is not None:
+        query = query.where(Ticket.type.in_(visible))
     if site is not None:
         query = query.where(Ticket.site_id == site)
     if ids:
@@ -265,12 +294,17 @@ def create_request(session: Session, table: CategoryTable, version: int, *, serv
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 
-def _check_read(request: Request, session: Session, api_key: str | None) -> None:
+def _check_read(request: Request, session: Session, api_key: str | None) -> Reader:
+    """A given key must be a read token even when reading is public (a client that sends one expects
+    its full view, and a typo should say so rather than silently show less)."""
+    if api_key:
+        token = accounts.find_token(session, api_key)
+        if token is None or "read" not in token.scopes:
+            raise Open311Error(403, "api_key: unknown or revoked API token, or it lacks the scope read")
+        return Reader(anonymous=False)
     if request.app.state.settings.open311_public_read:
-        return
-    token = accounts.find_token(session, api_key or "")
-    if token is None or "read" not in token.scopes:
-        raise Open311Error(403, "api_key: an API token with scope read is required")
+        return Reader(anonymous=True)
+    raise Open311Error(401, "api_key: an API token with scope read is required (this site's reading is not public)")
 
 
 def _guarded(fmt: str, call: Any) -> Response:
@@ -289,9 +323,9 @@ def list_services(fmt: Format, request: Request, jurisdiction_id: str | None = N
     def run() -> Response:
         _site(jurisdiction_id, "")
         with state.sessions() as session:
-            _check_read(request, session, api_key)
+            reader = _check_read(request, session, api_key)
             _, table = state.categories.current(session)
-        return render(fmt, "services", "service", services(table))
+        return render(fmt, "services", "service", services(table, reader))
 
     return _guarded(fmt, run)
 
@@ -305,9 +339,9 @@ def service_definition(service_code: Annotated[str, Path(max_length=64)], fmt: F
 
     def run() -> Response:
         with state.sessions() as session:
-            _check_read(request, session, api_key)
+            reader = _check_read(request, session, api_key)
             _, table = state.categories.current(session)
-        known = {c.event_type.value for c in table.categories}
+        known = reader.codes(table)
         if service_code not in known:
             raise Open311Error(404, f"service_code: no service {service_code!r}")
         raise Open311Error(404, f"service {service_code} has no attributes (metadata is false)")
@@ -326,14 +360,16 @@ def list_requests(fmt: Format, request: Request, service_request_id: str | None 
     def run() -> Response:
         site = _site(jurisdiction_id, "")
         with state.sessions() as session:
-            _check_read(request, session, api_key)
+            reader = _check_read(request, session, api_key)
             _, table = state.categories.current(session)
+            visible = reader.codes(table)
             rows = find_requests(
                 session, ids=_ids(service_request_id) if service_request_id else [],
-                codes=_codes("service_code", service_code, {c.event_type.value for c in table.categories}),
+                codes=_codes("service_code", service_code, visible),
                 statuses=_codes("status", status, {"open", "closed"}), site=site,
-                start=_date("start_date", start_date), end=_date("end_date", end_date), now=state.clock.now())
-            out = [request_out(t) for t in rows]
+                start=_date("start_date", start_date), end=_date("end_date", end_date), now=state.clock.now(),
+                visible=visible if reader.anonymous else None)
+            out = [request_out(t, coarse=reader.anonymous) for t in rows]
         return render(fmt, "service_requests", "request", out)
 
     return _guarded(fmt, run)
@@ -349,11 +385,13 @@ def get_request(service_request_id: Annotated[str, Path(max_length=12)], fmt: Fo
         ids = _ids(service_request_id)
         site = _site(jurisdiction_id, "")
         with state.sessions() as session:
-            _check_read(request, session, api_key)
+            reader = _check_read(request, session, api_key)
+            _, table = state.categories.current(session)
             ticket = session.get(Ticket, ids[0]) if len(ids) == 1 else None
-            if ticket is None or (site is not None and ticket.site_id != site):
+            if (ticket is None or (site is not None and ticket.site_id != site)
+                    or ticket.type not in reader.codes(table)):
                 raise Open311Error(404, f"service_request_id: no request {service_request_id}")
-            out = [request_out(ticket)]
+            out = [request_out(ticket, coarse=reader.anonymous)]
         return render(fmt, "service_requests", "request", out)
 
     return _guarded(fmt, run)

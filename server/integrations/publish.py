@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
 from gridwatch.broker import contract, topics
+from gridwatch.broker.gate_command import publish_command, unqueue
 from gridwatch.broker.mqtt_url import TlsFiles, connect_client, parse_mqtt_url
 from gridwatch.server.models import Ticket, TicketTransition
 
@@ -53,6 +54,11 @@ class TransitionPublisher:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub-{uuid.uuid4().hex[:6]}",
                                    protocol=mqtt.MQTTv311)
         self._client.reconnect_delay_set(1, 30)
+        # Gate commands in flight when the link falls are void (never resent on reconnect); the
+        # transitions sharing this client keep paho's QoS 1 retry.
+        self._gate_mids: set[int] = set()
+        self._client.on_publish = lambda client, userdata, mid, *_: self._gate_mids.discard(mid)
+        self._client.on_disconnect = lambda client, *_: unqueue(client, set(self._gate_mids))
 
     def start(self) -> None:
         connect_client(self._client, self._endpoint, KEEPALIVE_S, tls=self._tls)
@@ -73,3 +79,12 @@ class TransitionPublisher:
         False if it could not be queued."""
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    def send_gate_command(self, topic: str, command: contract.GateCommand) -> None:
+        """Publish now or raise :class:`~gridwatch.broker.gate_command.GateNotSent`: never queued."""
+        mid = publish_command(self._client, topic, command)
+        self._gate_mids.add(mid)

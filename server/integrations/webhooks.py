@@ -23,15 +23,13 @@ import json
 import logging
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+import urllib3
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.server.clock import Clock
@@ -41,6 +39,7 @@ from gridwatch.server.periodic import PeriodicJob
 from gridwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SIGNATURE_HEADER = "X-GridWatch-Signature"
 EVENT = "ticket.transition"
@@ -110,14 +109,17 @@ def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition]
 # -- sending -------------------------------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A webhook URL is where the admin said; a redirect is reported as the response it is."""
-
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
+Resolver = Callable[[str], list[str]]
+IsPublic = Callable[[IPAddress], bool]
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+def resolve(host: str) -> list[str]:
+    """Every address ``host`` has now (an IP literal is its own)."""
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
+
+
+def is_public(address: IPAddress) -> bool:
+    return address.is_global
 
 
 @dataclass(frozen=True)
@@ -131,43 +133,95 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def refused_target(url: str, allow_private: bool) -> str | None:
-    """Why the server must not POST to ``url``, or None.
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt connects: the address the check passed (``address``), or why not."""
+
+    address: str | None
+    refusal: str | None = None
+    error: str | None = None
+
+
+def pin(url: str, allow_private: bool, resolver: Resolver = resolve, public: IsPublic = is_public) -> Target:
+    """Resolve ``url``'s host once and choose the address to connect to, or refuse.
 
     A webhook is sent from inside the server's network, so a URL naming the database, the broker's
     admin port or a cloud metadata address (169.254.169.254) would turn webhooks into a way in
-    (SSRF). Checked when a subscription is made and again before every attempt, on the addresses
-    the name resolves to at that moment. A name that does not resolve is left to the attempt, which
-    reports it."""
-    if allow_private:
-        return None
+    (SSRF). Checking a name and then letting the HTTP client resolve it again would let a DNS
+    server answer a public address to the check and a private one to the connection (rebinding);
+    so the attempt connects to the very address checked here. Any non-public address among the
+    answers refuses the target (``allow_private`` lifts that for an in-house receiver)."""
     host = urlsplit(url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError):
-        return None
-    for address in sorted(addresses):
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
-            return (f"url: {host} is {address}, not a public address; "
-                    "set GRIDWATCH_WEBHOOK_ALLOW_PRIVATE_TARGETS=true for a receiver inside the network")
-    return None
+        addresses = resolver(host)
+    except (OSError, UnicodeError) as exc:
+        return Target(None, error=f"{type(exc).__name__}: could not resolve {host}: {exc}"[:MAX_ERROR])
+    if not addresses:
+        return Target(None, error=f"could not resolve {host}: no address")
+    if not allow_private:
+        for address in addresses:
+            if not public(ipaddress.ip_address(address.split("%")[0])):
+                return Target(None, refusal=(f"url: {host} is {address}, not a public address; "
+                                             "set GRIDWATCH_WEBHOOK_ALLOW_PRIVATE_TARGETS=true for a receiver "
+                                             "inside the network"))
+    return Target(addresses[0])
 
 
-def post(url: str, secret: str, delivery_id: int, body: bytes, timeout_s: float) -> Outcome:
-    """One signed POST; never raises (a failure is an outcome to log and retry)."""
+def refused_target(url: str, allow_private: bool) -> str | None:
+    """Why the server must not POST to ``url``, or None; checked when a subscription is made (every
+    attempt checks again, in :func:`pin`). A name that does not resolve is left to the attempt."""
+    return pin(url, allow_private).refusal
+
+
+def post(url: str, secret: str, delivery_id: int, body: bytes, timeout_s: float, address: str) -> Outcome:
+    """One signed POST to ``address`` with ``url``'s Host header and TLS name (SNI and certificate
+    check); never follows a redirect (the receiver is where the admin said; a 3xx is reported as
+    the failure it is) and never raises (a failure is an outcome to log and retry)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
     headers = {"Content-Type": "application/json", "User-Agent": "GridWatch-Webhooks/1",
                "X-GridWatch-Event": EVENT, "X-GridWatch-Delivery": str(delivery_id),
-               SIGNATURE_HEADER: sign(secret, int(time.time()), body)}
+               SIGNATURE_HEADER: sign(secret, int(time.time()), body), "Host": parts.netloc.rsplit("@", 1)[-1]}
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.perf_counter()
+    pool: urllib3.HTTPConnectionPool
     try:
-        with _OPENER.open(urllib.request.Request(url, data=body, headers=headers, method="POST"),
-                          timeout=timeout_s) as response:
+        if parts.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(address, parts.port or 443, server_hostname=host, assert_hostname=host,
+                                               cert_reqs="CERT_REQUIRED", timeout=timeout_s, retries=False)
+        else:
+            pool = urllib3.HTTPConnectionPool(address, parts.port or 80, timeout=timeout_s, retries=False)
+        with pool:
+            response = pool.urlopen("POST", path, body=body, headers=headers, redirect=False, retries=False,
+                                    preload_content=False, assert_same_host=False)
             response.read(65536)
-            return Outcome(response.status, (time.perf_counter() - started) * 1000, None)
-    except urllib.error.HTTPError as exc:
-        return Outcome(exc.code, (time.perf_counter() - started) * 1000, f"HTTP {exc.code} {exc.reason}")
-    except Exception as exc:  # refused, reset, timed out, bad TLS, unresolvable host
-        return Outcome(None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+            response.release_conn()
+    except Exception as exc:  # refused, reset, timed out, bad TLS
+        return Outcome(None, (time.perf_counter() - started) * 1000, f"{_root(exc)}: {exc}"[:MAX_ERROR])
+    latency = (time.perf_counter() - started) * 1000
+    if 200 <= response.status < 300:
+        return Outcome(response.status, latency, None)
+    return Outcome(response.status, latency, f"HTTP {response.status} {response.reason or ''}".strip())
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's type (ConnectionRefusedError, not urllib3's wrapper): what an admin
+    reading the delivery log needs to know."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return type(exc).__name__
+
+
+def attempt(url: str, secret: str, delivery_id: int, body: bytes, timeout_s: float, allow_private: bool, *,
+            resolver: Resolver = resolve, public: IsPublic = is_public) -> tuple[Outcome, bool]:
+    """Check and send once; returns the outcome and whether it is final (a refused target: no retry
+    can succeed while the name points there)."""
+    target = pin(url, allow_private, resolver, public)
+    if target.refusal is not None:
+        return Outcome(None, 0.0, target.refusal), True
+    if target.address is None:
+        return Outcome(None, 0.0, target.error), False
+    return post(url, secret, delivery_id, body, timeout_s, target.address), False
 
 
 def body_of(delivery: WebhookDelivery) -> bytes:
@@ -196,10 +250,9 @@ def deliver_due(sessions: sessionmaker[Session], settings: ServerSettings, now: 
                 continue  # another replica has it
             delivery = session.get(WebhookDelivery, delivery_id)
             subscription = session.get(WebhookSubscription, delivery.subscription_id)
-            refused = refused_target(subscription.url, settings.webhook_allow_private_targets)
-            outcome = Outcome(None, 0.0, refused) if refused else post(
-                subscription.url, subscription.secret, delivery.id, body_of(delivery), settings.webhook_timeout_s)
-            _record(session, delivery, outcome, settings, now(), final=refused is not None)
+            outcome, final = attempt(subscription.url, subscription.secret, delivery.id, body_of(delivery),
+                                     settings.webhook_timeout_s, settings.webhook_allow_private_targets)
+            _record(session, delivery, outcome, settings, now(), final=final)
             tried += 1
     return tried
 

@@ -25,6 +25,10 @@ from gridwatch.server.tickets.calendar import TimeLimit, WorkCalendar
 from gridwatch.server.tickets.stages import CLOCKED_STAGES
 
 SAMPLE_PATH = Path(__file__).resolve().parents[1] / "config" / "categories.yaml"
+# Event types that reveal who is where and when, or where the cameras are blind: never readable by
+# anonymous Open311 clients, whatever an admin saves (a table marking one public is refused).
+NEVER_PUBLIC = frozenset({EventType.LOITERING, EventType.COURIER_ENTRY, EventType.COURIER_OVERSTAY,
+                          EventType.CAMERA_OFFLINE, EventType.CAMERA_TAMPER, EventType.EDGE_OUTBOX_OVERFLOW})
 ESCALATION_LEVELS = ("grid", "community", "street", "district")
 
 
@@ -83,6 +87,16 @@ class Category(_Config):
     group_interval_s: float = Field(0, ge=0)
     group_wait_s: float = Field(0, ge=0, description="a new grid group's ticket is registered no sooner than "
                                 "this after it opened, so a burst across cameras lands in it first")
+    public: bool = Field(False, description="anonymous Open311 clients may read these tickets when the site "
+                         "turns public reading on; never for security and camera-health types")
+
+    @model_validator(mode="after")
+    def _security_types_stay_private(self) -> Category:
+        # A public loitering or camera-offline list would tell anyone where people linger and which
+        # cameras are blind; refuse it here so no saved table can publish it.
+        if self.public and (self.event_type in NEVER_PUBLIC or self.event_type.value.startswith("camera_")):
+            raise ValueError(f"public: {self.event_type.value} is a security event type and cannot be public")
+        return self
 
     @model_validator(mode="after")
     def _group_wait_needs_grouping(self) -> Category:

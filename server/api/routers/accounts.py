@@ -88,6 +88,7 @@ def login(body: LoginIn, request: Request, response: Response) -> Me:
         opened = accounts.open_session(session, account, state.clock.now(), ttl)
         me = _me(account, opened.csrf_token)
         session.commit()
+    # The scheme is the client's: X-Forwarded-Proto counts when a trusted proxy sent it (settings.trusted_proxies).
     secure = request.url.scheme == "https" or state.settings.cookie_secure
     response.set_cookie(auth.COOKIE, opened.cookie, max_age=int(ttl.total_seconds()), httponly=True, secure=secure,
                         samesite="strict", path="/")
