@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -528,3 +529,46 @@ def test_a_zone_moved_in_the_editor_changes_what_the_edge_replay_reports(compoun
     assert len({e["incident_id"] for e in after}) < len({e["incident_id"] for e in before})
     print(f"incidents at the table: {len({e['incident_id'] for e in before})} before, "
           f"{len({e['incident_id'] for e in after})} with the zone moved up")
+
+
+# -- every view as every role: no leftovers, and Chinese really rendered ----------------------------------
+
+LEFTOVERS = re.compile(r"\b(null|undefined|NaN|\[object Object\])\b")
+
+
+def fonts_rendering(page: Page, selector: str) -> set[str]:
+    """The platform fonts Chromium really drew ``selector``'s text with (DevTools protocol)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    return {font["familyName"] for font in cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]}
+
+
+def chinese_fonts() -> set[str]:
+    """Font families installed here that cover Chinese (fontconfig, which Chromium uses)."""
+    listed = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=True).stdout
+    return {family for line in listed.splitlines() for family in line.split(",") if family}
+
+
+def test_every_view_as_every_role_has_no_leftovers_and_real_chinese(compound: Compound, browser: Browser) -> None:
+    compound.ticket_of(compound.publish("lane-east-cam", EventType.FIRE_LANE_BLOCKED))  # something on the board
+    for username, *_ in ACCOUNTS:
+        page = open_console(browser, compound, username)
+        views = page.eval_on_selector_all("nav a[data-nav]", "links => links.map((a) => a.dataset.nav)")
+        assert views, username
+        for view in views:
+            page.click(f"nav a[data-nav='{view}']")
+            page.wait_for_function(f"document.body.dataset.view === '{view}'")  # set once the view has loaded
+            text = page.inner_text("#main")
+            assert not LEFTOVERS.search(text), f"{username} / {view}: {LEFTOVERS.search(text)[0]!r} in {text[:300]!r}"
+        heading = page.inner_text("#bar h1")
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in heading), heading
+        # Without a CJK font every Chinese string is a row of missing-glyph boxes drawn by some Latin font.
+        drawn_with = fonts_rendering(page, "#bar h1")
+        assert drawn_with & chinese_fonts(), f"{heading!r} drawn with {drawn_with}: install fonts-noto-cjk"
+        if username == ACCOUNTS[0][0]:
+            shot(page, "7-zh-CN-glyphs")
+        assert not page.errors  # type: ignore[attr-defined]
+        page.context.close()

@@ -1,6 +1,6 @@
 // The ticket board: one column per stage, SLA countdown colours, and bulk actions for supervisors.
 import { get, post, query } from "../api.js";
-import { clear, data, h } from "../dom.js";
+import { append, clear, data, h } from "../dom.js";
 import { label, t } from "../i18n.js";
 import { onLive } from "../live.js";
 import { slaBadge } from "./sla.js";
@@ -33,7 +33,7 @@ export async function boardView(root, me) {
       BULK.map((a) => h("option", { value: a }, label("action", a))))),
     h("input", { name: "reason", placeholder: t("field.reason"), size: 24 }),
     h("button", { type: "submit" }, t("board.apply"))) : null;
-  root.append(h("h2", {}, t("board.heading")), bulk, message, board);
+  append(root, [h("h2", {}, t("board.heading")), bulk, message, board]);  // bulk is null for a guard
 
   const load = async () => {
     const page = await get(`/api/tickets${query({ limit: 500 })}`);
