@@ -572,3 +572,36 @@ def test_every_view_as_every_role_has_no_leftovers_and_real_chinese(compound: Co
             shot(page, "7-zh-CN-glyphs")
         assert not page.errors  # type: ignore[attr-defined]
         page.context.close()
+
+
+# -- grab-order claim (抢单): two grid workers, one ticket ---------------------------------------------------
+
+
+def test_two_workers_claim_one_ticket_one_wins_and_the_other_is_told(compound: Compound, browser: Browser) -> None:
+    add_account(compound.runner, "wang", "grid_worker", "p-wang", display_name="王强")  # grid 01, like li
+    ticket = compound.ticket_of(compound.publish("lobby-cam", EventType.LOITERING, zone="table", at=daytime()))
+    assert compound.admin.post(f"/api/tickets/{ticket['id']}/transitions",
+                               json={"action": "register"}).status_code == 200
+    pages = {name: open_console(browser, compound, name, phone=True) for name in ("li", "wang")}
+    for page in pages.values():
+        page.goto(f"/#/ticket/{ticket['id']}")
+        page.click(".actions button[data-action='claim']")
+        expect(page.locator("form.action-form[data-action='claim'] button.primary")).to_be_enabled()
+    for page in pages.values():  # both confirm at once: neither waits for the other's answer
+        page.locator("form.action-form[data-action='claim'] button.primary").dispatch_event("click")
+    claimed = compound.admin.get(f"/api/tickets/{ticket['id']}").json()
+    deadline = time.monotonic() + 10
+    while claimed["assignee_id"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        claimed = compound.admin.get(f"/api/tickets/{ticket['id']}").json()
+    winner = {"p-li": "li", "p-wang": "wang"}[claimed["assignee_id"]]
+    loser = "wang" if winner == "li" else "li"
+    trail = compound.admin.get(f"/api/tickets/{ticket['id']}/transitions").json()
+    assert [t["actor"] for t in trail if t["action"] == "claim"] == [claimed["assignee_id"]]  # exactly one claim
+    expect(pages[loser].locator("p.notice")).to_have_text(f"已被{dict(li='李娜', wang='王强')[winner]}抢单")
+    expect(pages[winner].locator("p.notice")).to_have_text("")
+    expect(pages[loser].locator(".actions button[data-action='claim']")).to_have_count(0)
+    shot(pages[loser], "8-claim-race-lost")
+    for page in pages.values():
+        assert not page.errors  # type: ignore[attr-defined]
+        page.context.close()

@@ -46,7 +46,7 @@ async function uploadPhoto(file) {
 }
 
 // The form for one action: only the fields it needs.
-async function actionForm(ticket, action, needs, done) {
+async function actionForm(ticket, action, needs, done, refused = null) {
   const form = h("form", { class: "action-form", dataset: { action } });
   const fields = new Set(needs);
   if (action === "feedback") fields.add("photo");
@@ -86,14 +86,24 @@ async function actionForm(ticket, action, needs, done) {
     } catch (err) {
       error.textContent = err.message;
       form.querySelector("button").disabled = false;
+      if (refused) await refused();
     }
   });
   return form;
 }
 
 export async function ticketView(root, me, id) {
+  // Outside the body that every live update redraws: a lost grab-order race must stay said.
+  const notice = h("p", { class: "notice", role: "status" });
   const body = h("div", { class: "ticket" });
-  root.append(body);
+  root.append(notice, body);
+  const lostClaim = async () => {
+    const [ticket, names] = await Promise.all([get(`/api/tickets/${id}`), peopleNames()]);
+    if (ticket.assignee_id && ticket.assignee_id !== (me.unit || me.person_id)) {
+      notice.textContent = t("ticket.taken_by", { name: names.get(ticket.assignee_id) || ticket.assignee_id });
+      await render();  // the ticket as it is now: its new handler, and no claim left to try
+    }
+  };
   const render = async () => {
     const [ticket, trail, actions, names] = await Promise.all([
       get(`/api/tickets/${id}`), get(`/api/tickets/${id}/transitions`), get(`/api/tickets/${id}/actions`), peopleNames()]);
@@ -105,7 +115,7 @@ export async function ticketView(root, me, id) {
     const formSlot = h("div", { class: "form-slot" });
     for (const { action, needs } of actions) {
       buttons.append(h("button", { type: "button", dataset: { action }, onclick: async () => {
-        clear(formSlot).append(await actionForm(ticket, action, needs, render));
+        clear(formSlot).append(await actionForm(ticket, action, needs, render, action === "claim" ? lostClaim : null));
       } }, label("action", action)));
     }
     if (!actions.length) buttons.append(h("p", { class: "muted" }, t("ticket.no_actions")));
