@@ -45,7 +45,8 @@ export async function indicatorsView(root) {
     clear(charts);
     charts.append(barChart(t("ind.events_per_hour"), hourly.map((p) => ({ label: String(new Date(p.hour).getHours()).padStart(2, "0"), value: p.events })), { every: 3 }));
     charts.append(barChart(t("ind.by_stage"), STAGES.map((stage, i) => ({ label: label("stage", stage), value: stageTotals[i].total }))));
-    const group = (r) => (r.group === "all" ? t("ind.all") : String(r.group));
+    // null: tickets from a camera the registry does not place (no grid, community or street).
+    const group = (r) => (r.group === "all" ? t("ind.all") : r.group === null ? t("ind.unplaced") : String(r.group));
     const name = (r) => (r.period && r.period !== "all" ? `${group(r)} ${r.period}` : group(r));
     charts.append(barChart(t("ind.closing_rate"), rows.map((r) => ({ label: name(r), value: r.closing_rate || 0 })), { max: 1, format: percent }));
     charts.append(barChart(t("ind.on_time_rate"), rows.map((r) => ({ label: name(r), value: r.on_time_rate || 0 })), { max: 1, format: percent }));
