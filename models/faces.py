@@ -22,12 +22,15 @@ MODEL_NAME = "face_detection_yunet"
 # resident. At 0.4 the benchmark finds the poster face of MOT17-09 (score 0.48) as well.
 SCORE_THRESHOLD = 0.4
 NMS_THRESHOLD = 0.3
-# YuNet's smallest anchors are about 10 px; faces in a 480x270 frame are often 12-16 px, so frames
-# narrower than this are upscaled first (measured in ``python -m bench privacy``).
-UPSCALE_BELOW_WIDTH = 960
+# YuNet's smallest anchors are about 10 px; faces in a 480x270 frame are often 12-16 px, so narrow
+# frames are upscaled to this width first; frames wider than ``MAX_WIDTH`` are scaled down to it (a
+# 1080p frame costs four times the time and finds no more: measured in ``python -m bench privacy``).
+MIN_WIDTH = 960
+MAX_WIDTH = 1440
 # A face region whose grey-level Laplacian variance is above this is "sharp" (recognisable detail).
-# Sharp faces in the benchmark frames measure 60-700 after JPEG; pixelated ones stay below 10.
-SHARP_LAPLACIAN_VAR = 25.0
+# In ``python -m bench privacy`` the hand-labelled faces measure 27-3300 in stored JPEGs without blur
+# (the lowest: a large, soft, low-contrast face of a GIF) and at most 17 once pixelated.
+SHARP_LAPLACIAN_VAR = 20.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,11 @@ def cv2_available() -> bool:
 
 
 def sharpness(image: np.ndarray, box: tuple[float, float, float, float]) -> float:
-    """Variance of the Laplacian of the grey-level pixels inside ``box``: high where there is fine detail."""
+    """Variance of the Laplacian of the grey-level pixels inside ``box``: high where there is fine detail.
+
+    The Laplacian is taken with the pixels around the box as its neighbours (not a mirrored border):
+    a mirrored border turns any smooth gradient into a crease at the box's edge and reads a
+    thoroughly blurred face as "sharp"."""
     import cv2
 
     height, width = image.shape[:2]
@@ -56,9 +63,11 @@ def sharpness(image: np.ndarray, box: tuple[float, float, float, float]) -> floa
     x2, y2 = min(width, round(float(box[2]))), min(height, round(float(box[3])))
     if x2 - x1 < 3 or y2 - y1 < 3:
         return 0.0
-    patch = image[y1:y2, x1:x2]
+    ox1, oy1, ox2, oy2 = max(0, x1 - 1), max(0, y1 - 1), min(width, x2 + 1), min(height, y2 + 1)
+    patch = image[oy1:oy2, ox1:ox2]
     grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY) if patch.ndim == 3 else patch
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    laplacian = cv2.Laplacian(grey, cv2.CV_64F)
+    return float(laplacian[y1 - oy1:y2 - oy1, x1 - ox1:x2 - ox1].var())
 
 
 class FaceDetector:
@@ -84,7 +93,7 @@ class FaceDetector:
         import cv2
 
         height, width = image.shape[:2]
-        scale = 2.0 if width < UPSCALE_BELOW_WIDTH else 1.0
+        scale = MIN_WIDTH / width if width < MIN_WIDTH else MAX_WIDTH / width if width > MAX_WIDTH else 1.0
         frame = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale != 1 else image
         size = (frame.shape[1], frame.shape[0])
         with self._lock:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PLATE_BAND_X = (0.2, 0.8)   # of the vehicle box's width, from its left edge
-PLATE_BAND_Y = (0.55, 1.0)  # of its height, from its top edge
+PLATE_BAND_X = (0.15, 0.85)  # of the vehicle box's width, from its left edge
+PLATE_BAND_Y = (0.4, 1.0)    # of its height, from its top edge (a car cut off by the frame edge has its plate higher)
 VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
 
 

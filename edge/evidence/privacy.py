@@ -27,7 +27,7 @@ from gridwatch.models.faces import Face, FaceDetector
 HEAD_HEIGHT = 0.25      # of the person box's height
 HEAD_MIN_HEIGHT = 0.5   # of its width (people cut off at the waist by the frame)
 MARGIN = 0.1            # of the box width, on each side
-FACE_PAD = 0.3          # of the face's size, on each side: hair, ears and chin go too
+FACE_PAD = 0.5          # of the face's size, on each side: YuNet's box is brows to mouth; hair, ears, chin go too
 CELLS = 5               # a region keeps at most this many cells of colour along its longer side
 
 Box = tuple[int, int, int, int]
@@ -57,7 +57,7 @@ def padded(face: Face, frame_size: tuple[int, int]) -> Box:
 
 def pixelate(image: np.ndarray, box: Box) -> None:
     """Irreversibly blur ``box`` of ``image`` in place: at most ``CELLS`` cells of colour along the longer
-    side (cell size proportional to the region), then a Gaussian as wide as a cell to hide the cell edges."""
+    side (cell size proportional to the region), then a Gaussian two cells wide to hide the cell edges."""
     x1, y1, x2, y2 = box
     width, height = x2 - x1, y2 - y1
     if width < 2 or height < 2:
@@ -66,7 +66,7 @@ def pixelate(image: np.ndarray, box: Box) -> None:
     small = cv2.resize(image[y1:y2, x1:x2], (max(1, round(width / cell)), max(1, round(height / cell))),
                        interpolation=cv2.INTER_AREA)
     smooth = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    kernel = cell | 1  # odd
+    kernel = (2 * cell) | 1  # odd, two cells wide: no trace of the cell grid is left
     image[y1:y2, x1:x2] = cv2.GaussianBlur(smooth, (kernel, kernel), 0)
 
 
