@@ -2,8 +2,8 @@
 
 The edge blurs what this finds and the server, when it has OpenCV, checks uploads with the same model
 and the same measure: one definition of "a sharp face" on both sides, so a snapshot the edge stored
-as blurred is never refused for a disagreement between two detectors. OpenCV is imported lazily: the
-server extra has no OpenCV and must still import this package.
+as blurred is never refused for a disagreement between two detectors. OpenCV (and numpy) are imported
+lazily: the server extra has neither and must still import this module.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gridwatch.models.resolver import resolve_model
+
+if TYPE_CHECKING:  # numpy comes with OpenCV; the server extra has neither and must import this module
+    import numpy as np
 
 MODEL_NAME = "face_detection_yunet"
 # Low on purpose (upstream uses 0.9): a false face costs a blurred patch of wall, a missed one exposes a

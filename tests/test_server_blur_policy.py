@@ -122,3 +122,37 @@ def test_refusal_reaches_the_edge_as_an_http_error(server: tuple[str, Path, bool
     with pytest.raises(urllib.error.HTTPError) as refused:
         upload_image(url, sharp.ref.sha256, sharp.path)
     assert refused.value.code == 422
+
+
+WITHOUT_OPENCV = """
+import sys, json
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cv2", "numpy", "onnxruntime"):
+            raise ImportError(name)
+sys.meta_path.insert(0, Block())
+from gridwatch.server.privacy import blur_policy
+data, manifest = open(sys.argv[1], "rb").read(), open(sys.argv[2]).read()
+assert blur_policy.server_detector() is None
+try:
+    blur_policy.enforce(data, None, True)
+except blur_policy.BlurRefused as exc:
+    print(json.dumps({"refused": exc.code}))
+print(json.dumps({"accepted": blur_policy.enforce(data, manifest, True).model}))
+"""
+
+
+def test_a_server_without_opencv_goes_by_the_manifest(tmp_path: Path, samples: Path) -> None:
+    """The server extra has no OpenCV or numpy: the policy module still loads and decides by the manifest."""
+    import json
+    import subprocess
+    import sys
+
+    blurred, manifest = Redactor().redact(real_frame(samples), [], [], faces=True, plates=False)
+    snapshot = EvidenceStore(tmp_path / "edge").save(blurred, manifest)
+    (tmp_path / "manifest.json").write_text(manifest.to_header())
+    result = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, str(snapshot.path), str(tmp_path / "manifest.json")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"refused": "blur_manifest_missing"}, {"accepted": "face_detection_yunet"}]

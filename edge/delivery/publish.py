@@ -96,6 +96,19 @@ def upload_image(server_url: str, sha256: str, path: Path, token: str | None = N
         pass
 
 
+def log_original_access(server_url: str, sha256: str, actor: str, purpose: str, token: str | None,
+                        timeout: float = 10.0) -> None:
+    """Write to the server's evidence access log that ``actor`` opens the unblurred original of snapshot
+    ``sha256`` on this node, and why; raises unless the server answered that it logged it."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    body = json.dumps({"sha256": sha256, "actor": actor, "purpose": purpose}).encode()
+    request = urllib.request.Request(f"{server_url.rstrip('/')}/api/evidence-access", data=body, method="POST",
+                                     headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if response.status != 201:
+            raise RuntimeError(f"the server did not log the access (HTTP {response.status})")
+
+
 def _timestamp(epoch_s: float | None) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC) if epoch_s is not None else now_utc()
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from gridwatch.broker.blur import BlurManifest
 from gridwatch.broker.contract import SnapshotRef
+from gridwatch.edge.evidence.originals import OriginalsVault
 from gridwatch.edge.perception.track import Track
 
 ZONE_COLOUR = (0, 200, 255)  # BGR amber
@@ -62,15 +63,19 @@ def manifest_path(image_path: Path) -> Path:
 class EvidenceStore:
     """Writes JPEG snapshots into a directory, named by their sha256, keeping at most ``max_files``."""
 
-    def __init__(self, directory: Path, jpeg_quality: int = 85, max_files: int = 5000) -> None:
+    def __init__(self, directory: Path, jpeg_quality: int = 85, max_files: int = 5000,
+                 originals: OriginalsVault | None = None) -> None:
         self.directory = directory
+        self.originals = originals  # where the site keeps unblurred originals (encrypted); None: nowhere
         self.jpeg_quality = jpeg_quality
         self.max_files = max_files
         directory.mkdir(parents=True, exist_ok=True)
         self.kept = deque(sorted(directory.glob("*.jpg"), key=lambda p: p.stat().st_mtime))
 
-    def save(self, image: np.ndarray, manifest: BlurManifest | None = None) -> Snapshot:
-        """Store ``image`` (and its blur manifest, when it was blurred) under its sha256."""
+    def save(self, image: np.ndarray, manifest: BlurManifest | None = None,
+             original: np.ndarray | None = None) -> Snapshot:
+        """Store ``image`` (and its blur manifest, when it was blurred) under its sha256; ``original``, the
+        frame before blur, is sealed in the originals vault when the site keeps one, and dropped otherwise."""
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
@@ -90,5 +95,9 @@ class EvidenceStore:
                 old = self.kept.popleft()
                 old.unlink(missing_ok=True)
                 manifest_path(old).unlink(missing_ok=True)
+                if self.originals is not None:
+                    self.originals.forget(old.stem)
+        if original is not None and self.originals is not None:
+            self.originals.seal(digest, original)
         ref = SnapshotRef(sha256=digest, width=image.shape[1], height=image.shape[0])
         return Snapshot(ref, path)

@@ -189,13 +189,14 @@ class CameraPipeline:
             blur_faces = rule.blur_faces if rule is not None else True
             blur_plates = rule.blur_plates if rule is not None else True
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
+            original = image
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
                 [t.box for t in tracks if t.class_name in VEHICLE_CLASSES], blur_faces, blur_plates)
             # An end's frame is the after-view: the object has left, so its stale box is not drawn.
             boxed = None if rule_event.phase is Phase.END else rule_event.track
             picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
-            snapshot = self.evidence.save(picture, manifest)
+            snapshot = self.evidence.save(picture, manifest, original)
             if boxed is not None:
                 x1, y1, x2, y2 = crop_box(image, boxed)
                 extra["crop_sha256"] = self.evidence.save(image[y1:y2, x1:x2],

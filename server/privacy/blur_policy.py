@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import logging
 
-import numpy as np
-
 from gridwatch.broker.blur import BlurManifest
 from gridwatch.models.faces import MODEL_NAME, SHARP_LAPLACIAN_VAR, FaceDetector, cv2_available, sharpness
 from gridwatch.models.manifest import load_manifest
@@ -74,7 +72,8 @@ def check_manifest(manifest: BlurManifest) -> None:
 
 def sharp_faces(data: bytes, detector: FaceDetector) -> list[tuple[tuple[float, float, float, float], float]]:
     """(face box, Laplacian variance) of every face YuNet finds on the encoded image whose pixels are sharp."""
-    import cv2
+    import cv2  # only reached where server_detector() found OpenCV (and with it numpy)
+    import numpy as np
 
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
