@@ -79,7 +79,7 @@ def _holds_face(head: Box, faces: Sequence[Face]) -> bool:
 class Redactor:
     """Blurs what a rule's policy asks for on a frame and says what it blurred.
 
-    One per camera pipeline (YuNet is loaded once, on the first image that needs faces blurred)."""
+    One per camera pipeline, each with its own YuNet (``detector``; loaded on first use when not given)."""
 
     def __init__(self, detector: FaceDetector | None = None) -> None:
         self._detector = detector

@@ -33,6 +33,7 @@ from gridwatch.edge.rules.gate_policy import ALLOWED
 from gridwatch.edge.rules.incident import RuleEvent
 from gridwatch.edge.rules.loitering import LoiteringDetector
 from gridwatch.edge.rules.zones import ZoneArea, ZoneMembership
+from gridwatch.models.faces import FaceDetector
 
 ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
 
@@ -60,7 +61,9 @@ class CameraPipeline:
         self.uniforms = uniforms if uniforms is not None else catalogue()
         self.gate_client = gate_client
         self.courier_log = courier_log or CourierLog()  # shared by a node's cameras: entry here, exit there
-        self.redactor = redactor or Redactor()  # the camera's own YuNet, loaded on the first image it blurs
+        # The camera's own YuNet, loaded now: a node without the face model must fail at start, not at its
+        # first incident (and cv2.FaceDetectorYN is not shared between camera threads).
+        self.redactor = redactor or Redactor(FaceDetector())
         tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
         self.gate = MotionGate(camera.motion)
