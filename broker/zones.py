@@ -17,6 +17,13 @@ from gridwatch.broker.topics import Id
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
+BLUR_FACES = ("Blur every face found on this rule's stored images (snapshots, crops, after-views), and the "
+              "head of every person whose face was not found. Off only where the site's policy allows sharp "
+              "faces: a server that requires blur refuses such images.")
+BLUR_PLATES = ("Blur the licence-plate band of every vehicle on this rule's stored images (a site may keep "
+               "plates for fire-lane tickets by turning this off on that rule).")
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors (a typo must not be silently ignored); values are frozen."""
 
@@ -53,7 +60,8 @@ class LoiteringRule(StrictModel):
     schedule: tuple[str, ...] = Field(
         (), description="Local time windows 'HH:MM-HH:MM' when the rule is armed (empty: always); may cross midnight."
     )
-    blur_faces: bool = Field(True, description="Blur faces in this rule's stored snapshots.")
+    blur_faces: bool = Field(True, description=BLUR_FACES)
+    blur_plates: bool = Field(True, description=BLUR_PLATES)
     rejoin_s: float = Field(
         0.0, ge=0, description="A person who left may come back within this long and keep the incident, if the "
         "tracker or the appearance model (OSNet) says it is the same person; the end waits this long. 0: off."
@@ -95,7 +103,8 @@ class CourierRule(StrictModel):
     overstay_s: float | None = Field(
         None, gt=0, description="An entered courier not seen at an exit rule within this time: courier_overstay."
     )
-    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
+    blur_faces: bool = Field(True, description=BLUR_FACES)
+    blur_plates: bool = Field(True, description=BLUR_PLATES)
 
     @model_validator(mode="after")
     def _entry_only_settings(self) -> CourierRule:
@@ -120,7 +129,8 @@ class FireLaneRule(StrictModel):
     clutter_min_area: float = Field(
         0.02, gt=0, lt=1, description="Smallest changed area, as a fraction of the lane, that counts as clutter."
     )
-    blur_faces: bool = Field(False, description="Blur faces in this rule's stored snapshots.")
+    blur_faces: bool = Field(True, description=BLUR_FACES)
+    blur_plates: bool = Field(True, description=BLUR_PLATES)
 
 
 Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]

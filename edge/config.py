@@ -204,12 +204,23 @@ class Detector(StrictModel):
     )
 
 
+class Originals(StrictModel):
+    """Unblurred originals kept on the node, encrypted, for police requests (edge/evidence/originals.py)."""
+
+    enabled: bool = Field(False, description="Keep the unblurred frame of each snapshot, encrypted at rest.")
+    dir: str = Field("originals", description="Where, relative to the config file.")
+    key_file: str = Field("originals.key", description="The Fernet key (created 0600 on first use); never "
+                                                       "sent anywhere. Relative to the config file.")
+    max_files: int = Field(500, ge=1, description="Originals kept; the oldest are deleted beyond this.")
+
+
 class Evidence(StrictModel):
     dir: str = "evidence"
     jpeg_quality: int = Field(85, ge=30, le=100)
     max_files: int = Field(
         5000, ge=10, description="Snapshots kept on the node; the oldest are deleted beyond this (bounded retention)."
     )
+    originals: Originals = Originals()
 
 
 class EdgeConfig(StrictModel):

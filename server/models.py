@@ -480,6 +480,8 @@ class EvidenceAccess(Base):
     client: Mapped[str] = mapped_column(sa.String(64))
     user_agent: Mapped[str] = mapped_column(sa.String(200))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Why, for an access that must say so: an unblurred original opened on an edge node (a police request).
+    purpose: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
 
     __table_args__ = (
         sa.Index("ix_evidence_access_at", "at"),

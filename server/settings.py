@@ -106,6 +106,14 @@ class ServerSettings(BaseSettings):
     retention_evidence_log_days: int = Field(365, ge=0, description="Who viewed which evidence.")
     retention_webhook_deliveries_days: int = Field(30, ge=0, description="Finished webhook deliveries and attempts.")
     retention_purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges.")
+    # -- privacy of stored images (server/privacy/blur_policy.py)
+    privacy_require_face_blur: bool = Field(
+        False, description="Refuse snapshot uploads whose faces are not blurred: an upload must carry the edge's blur "
+                           "manifest (X-GridWatch-Blur) naming the face model and policy, and where OpenCV is "
+                           "installed the server also looks for sharp faces itself. Off: uploads are stored as sent.")
+    privacy_face_check: bool = Field(
+        True, description="With blur required, also run the face model on each upload where OpenCV and the model "
+                          "are installed (the server extra has neither: then the manifest alone decides).")
 
     @model_validator(mode="after")
     def _default_database(self) -> ServerSettings:

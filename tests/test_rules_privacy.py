@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from gridwatch.broker.blur import BlurManifest
 from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import parse_config
-from gridwatch.edge.evidence.snapshots import EvidenceStore
+from gridwatch.edge.evidence.snapshots import EvidenceStore, manifest_path
 from gridwatch.edge.node import runner
 from gridwatch.edge.node.pipeline import CameraPipeline
 
@@ -51,6 +52,11 @@ def loitering_snapshots(samples: Path, tmp_path: Path, blur: bool) -> list[np.nd
         pipeline.process(Frame(noisy, i / 5, i))
     starts = [e for e in pipeline.events if e.phase.value == "start"]
     assert len(starts) == 2, "both people should loiter"
+    for event in starts:  # each stored image says what was blurred, by which model
+        sidecar = manifest_path(tmp_path / f"{event.snapshot.sha256}.jpg")
+        manifest = BlurManifest.model_validate_json(sidecar.read_text())
+        assert manifest.faces_blurred is blur and manifest.model == "face_detection_yunet"
+        assert (sum(r.kind == "face" for r in manifest.regions) >= len(FACES)) is blur
     return [cv2.imread(str(tmp_path / f"{e.snapshot.sha256}.jpg")) for e in starts]
 
 

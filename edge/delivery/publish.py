@@ -40,7 +40,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gridwatch.broker import topics
+from gridwatch.broker import blur, topics
 from gridwatch.broker.contract import (
     NODE_CAMERA_ID,
     OUTBOX_ZONE_ID,
@@ -54,7 +54,7 @@ from gridwatch.broker.contract import (
 )
 from gridwatch.broker.mqtt_url import TlsFiles, connect_client, new_client, parse_mqtt_url
 from gridwatch.edge.delivery.outbox import DropReport, Outbox, OutboxDepth
-from gridwatch.edge.evidence.snapshots import Snapshot
+from gridwatch.edge.evidence.snapshots import Snapshot, manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,31 @@ class JsonLinesSink:
 
 
 def upload_image(server_url: str, sha256: str, path: Path, token: str | None = None, timeout: float = 10.0) -> None:
-    """PUT a JPEG at /api/snapshots/<sha256>; the server checks the hash, so retries are safe."""
+    """PUT a JPEG at /api/snapshots/<sha256> with its blur manifest (``X-GridWatch-Blur``) when it has one;
+    the server checks the hash, so retries are safe, and may refuse an image its privacy policy forbids."""
     headers = {"Content-Type": "image/jpeg"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if (manifest := manifest_path(path)).is_file():
+        headers[blur.HEADER] = manifest.read_text(encoding="utf-8")
     request = urllib.request.Request(
         f"{server_url.rstrip('/')}/api/snapshots/{sha256}", data=path.read_bytes(), method="PUT", headers=headers,
     )
     with urllib.request.urlopen(request, timeout=timeout):
         pass
+
+
+def log_original_access(server_url: str, sha256: str, actor: str, purpose: str, token: str | None,
+                        timeout: float = 10.0) -> None:
+    """Write to the server's evidence access log that ``actor`` opens the unblurred original of snapshot
+    ``sha256`` on this node, and why; raises unless the server answered that it logged it."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    body = json.dumps({"sha256": sha256, "actor": actor, "purpose": purpose}).encode()
+    request = urllib.request.Request(f"{server_url.rstrip('/')}/api/evidence-access", data=body, method="POST",
+                                     headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if response.status != 201:
+            raise RuntimeError(f"the server did not log the access (HTTP {response.status})")
 
 
 def _timestamp(epoch_s: float | None) -> datetime:
@@ -244,6 +260,10 @@ class MqttPublisher:
         for sha256, path in images.items():
             try:
                 upload_image(self.server_url, sha256, path, self.server_token)
+            except urllib.error.HTTPError as exc:  # refused (e.g. the site's blur policy): retrying will not help
+                reason = exc.read().decode("utf-8", "replace")[:300]
+                log.warning("image %s refused by the server (%s %s); the event goes without it", sha256, exc.code,
+                            reason)
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("image %s not uploaded (%s); the event goes without it", sha256, exc)
 

@@ -1,5 +1,6 @@
 """Evidence: the JPEG snapshots an incident carries, stored on the node with bounded retention.
 
-Owns annotation, crops and face blurring (privacy). Imports the stages before it; delivery sends
-what it stores.
+Owns annotation, crops, the redaction of faces and plates in every stored image with its blur
+manifest (privacy, plates), and the encrypted unblurred originals a site may keep (originals).
+Imports the stages before it; delivery sends what it stores.
 """

@@ -116,6 +116,46 @@ def replay(config_path: Path, source: str | None, camera_id: str | None, events_
                f"({starts} incidents)" + (f" -> {events_out}" if events_out else ""), err=True)
 
 
+@edge.command("original")
+@click.argument("sha256")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--actor", required=True, help="Who asked for the original (written to the access log).")
+@click.option("--purpose", required=True, help="Why, e.g. the police request's reference (written to the log).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Where to write the JPEG.")
+def original(sha256: str, config_path: Path, actor: str, purpose: str, out_path: Path) -> None:
+    """Decrypt the unblurred original of snapshot SHA256 kept on this node, after logging the access.
+
+    The access goes to the server's evidence access log first (the node's API token needs scope
+    evidence:log); if the server does not confirm it, nothing is decrypted."""
+    import os
+    import urllib.error
+
+    from gridwatch.edge.delivery.publish import log_original_access
+    from gridwatch.edge.evidence.originals import OriginalNotFound
+    from gridwatch.edge.node.runner import originals_vault
+
+    config = _load(config_path)
+    vault = originals_vault(config, config_path.parent)
+    if vault is None:
+        raise click.ClickException("this node keeps no originals (evidence.originals.enabled is false)")
+    if not vault.path_of(sha256).is_file():
+        raise click.ClickException(f"no original is kept for snapshot {sha256}")
+    if not config.server.url:
+        raise click.ClickException("no server.url: the access cannot be logged, so the original stays sealed")
+    try:
+        log_original_access(config.server.url, sha256, actor, purpose, config.server.token)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise click.ClickException(f"the access was not logged ({exc}); the original stays sealed") from None
+    try:
+        data = vault.reveal(sha256)
+    except OriginalNotFound:
+        raise click.ClickException(f"no original is kept for snapshot {sha256}") from None
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    click.echo(f"original of {sha256} written to {out_path} (access logged for {actor})")
+
+
 @edge.command("enroll-uniform")
 @click.option("--id", "uniform_id", required=True, help="The uniform's id, e.g. meituan or site-guard.")
 @click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,

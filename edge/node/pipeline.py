@@ -18,8 +18,9 @@ from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.publish import EventSink
-from gridwatch.edge.evidence.privacy import blur_heads
-from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop
+from gridwatch.edge.evidence.plates import VEHICLE_CLASSES
+from gridwatch.edge.evidence.privacy import Redactor
+from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop_box
 from gridwatch.edge.perception.appearance import AppearanceEmbedder
 from gridwatch.edge.perception.detect import Detections, OnnxDetector
 from gridwatch.edge.perception.motion import MotionGate
@@ -32,6 +33,7 @@ from gridwatch.edge.rules.gate_policy import ALLOWED
 from gridwatch.edge.rules.incident import RuleEvent
 from gridwatch.edge.rules.loitering import LoiteringDetector
 from gridwatch.edge.rules.zones import ZoneArea, ZoneMembership
+from gridwatch.models.faces import FaceDetector
 
 ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
 
@@ -51,6 +53,7 @@ class CameraPipeline:
         uniforms: dict[str, Uniform] | None = None,
         gate_client: GateClient | None = None,
         courier_log: CourierLog | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.site_id, self.node_id, self.camera = site_id, node_id, camera
         self.detector, self.evidence, self.sinks = detector, evidence, sinks
@@ -58,6 +61,9 @@ class CameraPipeline:
         self.uniforms = uniforms if uniforms is not None else catalogue()
         self.gate_client = gate_client
         self.courier_log = courier_log or CourierLog()  # shared by a node's cameras: entry here, exit there
+        # The camera's own YuNet, loaded now: a node without the face model must fail at start, not at its
+        # first incident (and cv2.FaceDetectorYN is not shared between camera threads).
+        self.redactor = redactor or Redactor(FaceDetector())
         tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
         self.gate = MotionGate(camera.motion)
@@ -182,16 +188,22 @@ class CameraPipeline:
               rule: Rule | None = None) -> Event:
         snapshot, extra = None, {}
         if image is not None:
-            if rule is not None and rule.blur_faces:
-                image = blur_heads(image, [t.box for t in self.tracks if t.class_name == "person"]
-                                   + ([rule_event.track.box] if rule_event.track and
-                                      rule_event.track.class_name == "person" else []))
+            # Every stored image is redacted: faces unless the rule turned it off, camera events (no rule) always.
+            blur_faces = rule.blur_faces if rule is not None else True
+            blur_plates = rule.blur_plates if rule is not None else True
+            tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
+            original = image
+            image, manifest = self.redactor.redact(
+                image, [t.box for t in tracks if t.class_name == "person"],
+                [t.box for t in tracks if t.class_name in VEHICLE_CLASSES], blur_faces, blur_plates)
             # An end's frame is the after-view: the object has left, so its stale box is not drawn.
             boxed = None if rule_event.phase is Phase.END else rule_event.track
             picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
-            snapshot = self.evidence.save(picture)
+            snapshot = self.evidence.save(picture, manifest, original)
             if boxed is not None:
-                extra["crop_sha256"] = self.evidence.save(crop(image, boxed)).ref.sha256
+                x1, y1, x2, y2 = crop_box(image, boxed)
+                extra["crop_sha256"] = self.evidence.save(image[y1:y2, x1:x2],
+                                                          manifest.cropped(x1, y1, x2, y2)).ref.sha256
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
         if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \
                 and rule_event.phase is Phase.START and self.gate_client is not None:

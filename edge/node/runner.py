@@ -26,6 +26,7 @@ from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, EdgeConfig, un
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.outbox import Outbox
 from gridwatch.edge.delivery.publish import EventSink, MqttPublisher
+from gridwatch.edge.evidence.originals import OriginalsVault, load_or_create_key
 from gridwatch.edge.evidence.snapshots import EvidenceStore
 from gridwatch.edge.node.health import CameraHealth
 from gridwatch.edge.node.pipeline import CameraPipeline
@@ -52,11 +53,22 @@ def build_detector(config: EdgeConfig) -> OnnxDetector:
         raise ConfigError(str(exc)) from None
 
 
+def _under(path: str, base_dir: Path | None) -> Path:
+    return Path(path) if Path(path).is_absolute() or base_dir is None else base_dir / path
+
+
+def originals_vault(config: EdgeConfig, base_dir: Path | None = None) -> OriginalsVault | None:
+    """The node's encrypted originals, where the site keeps them."""
+    settings = config.evidence.originals
+    if not settings.enabled:
+        return None
+    return OriginalsVault(_under(settings.dir, base_dir), load_or_create_key(_under(settings.key_file, base_dir)),
+                          settings.max_files)
+
+
 def evidence_store(config: EdgeConfig, base_dir: Path | None = None) -> EvidenceStore:
-    directory = Path(config.evidence.dir)
-    if not directory.is_absolute() and base_dir is not None:
-        directory = base_dir / directory
-    return EvidenceStore(directory, config.evidence.jpeg_quality, config.evidence.max_files)
+    return EvidenceStore(_under(config.evidence.dir, base_dir), config.evidence.jpeg_quality,
+                         config.evidence.max_files, originals_vault(config, base_dir))
 
 
 def gate_client(config: EdgeConfig) -> GateClient | None:

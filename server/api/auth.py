@@ -36,7 +36,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
 MANAGERS = frozenset({"admin", "supervisor"})
 # What an API token may write, by route; every token scope set may include "read" for GETs.
-TOKEN_WRITES = {("PUT", "/api/snapshots/{sha256}"): "snapshots:write", ("POST", "/api/snapshots"): "snapshots:write"}
+TOKEN_WRITES = {("PUT", "/api/snapshots/{sha256}"): "snapshots:write", ("POST", "/api/snapshots"): "snapshots:write",
+                ("POST", "/api/evidence-access"): "evidence:log"}
 
 
 @dataclass(frozen=True)

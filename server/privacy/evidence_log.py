@@ -4,6 +4,10 @@ Snapshots show people; every read of one is a processing of personal data that m
 accountable. ``GET /api/snapshots/{sha256}`` calls :func:`record` before it sends the bytes, and
 answers ``Cache-Control: private, no-cache`` so a browser asks again (and is logged again) on each
 view instead of showing a cached copy silently. Admins read the log at ``GET /api/evidence-access``.
+
+Unblurred originals never reach the server: they stay encrypted on the edge node. Opening one there
+is logged here too (:func:`record_original`, from ``POST /api/evidence-access`` by the node's token,
+before the node decrypts), with the person who asked and the purpose they gave.
 """
 
 from __future__ import annotations
@@ -47,4 +51,16 @@ def record(request: Request, sha256: str, ticket_id: int | None = None) -> None:
             principal_kind=principal.kind if principal else "anonymous",
             client=(request.client.host if request.client else "?")[:64],
             user_agent=request.headers.get("user-agent", "")[:200], at=state.clock.now()))
+        session.commit()
+
+
+def record_original(request: Request, sha256: str, actor: str, purpose: str) -> None:
+    """Log that ``actor`` is opening the unblurred original of snapshot ``sha256`` on the calling edge node."""
+    principal = request.state.principal  # the node's API token (scope evidence:log)
+    state = request.app.state
+    with state.sessions() as session:
+        session.add(EvidenceAccess(
+            sha256=sha256, ticket_id=None, actor=actor, role="edge-original", principal_kind=principal.kind,
+            client=f"{principal.name}@{request.client.host if request.client else '?'}"[:64],
+            user_agent=request.headers.get("user-agent", "")[:200], at=state.clock.now(), purpose=purpose[:200]))
         session.commit()

@@ -26,7 +26,7 @@ from gridwatch.server.models import Account, ApiToken, LoginSession
 
 # The console's roles; integrators are not accounts, they hold API tokens.
 ROLES = ("admin", "supervisor", "security", "grid_worker", "department")
-TOKEN_SCOPES = ("read", "snapshots:write", "open311:write")
+TOKEN_SCOPES = ("read", "snapshots:write", "open311:write", "evidence:log")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MIN_PASSWORD = 8

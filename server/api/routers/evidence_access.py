@@ -1,6 +1,8 @@
 """``GET /api/evidence-access``: the evidence access log for admins, who viewed which snapshot when.
 
-The log is written by :func:`gridwatch.server.privacy.evidence_log.record` on every snapshot read.
+The log is written by :func:`gridwatch.server.privacy.evidence_log.record` on every snapshot read, and
+by ``POST /api/evidence-access`` from an edge node (token scope ``evidence:log``) before it opens an
+unblurred original it keeps encrypted (:func:`gridwatch.server.privacy.evidence_log.record_original`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from gridwatch.server.api import auth
 from gridwatch.server.api.schemas import Page, RowIdQuery
 from gridwatch.server.models import EvidenceAccess
+from gridwatch.server.privacy import evidence_log
 
 
 class AccessOut(BaseModel):
@@ -29,6 +33,17 @@ class AccessOut(BaseModel):
     client: str
     user_agent: str
     at: datetime
+    purpose: str
+
+
+class OriginalAccessIn(BaseModel):
+    """An edge node opening the unblurred original of a snapshot: who asked, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern="^[0-9a-f]{64}$", description="the (blurred) snapshot the original belongs to")
+    actor: str = Field(min_length=1, max_length=64, description="the person who asked for it")
+    purpose: str = Field(min_length=3, max_length=200, description="why, e.g. a police request number")
 
 
 router = APIRouter(prefix="/api", tags=["privacy"])
@@ -50,3 +65,13 @@ def list_access(request: Request, sha256: Annotated[str | None, Query(pattern="^
         rows = session.scalars(query.order_by(EvidenceAccess.id.desc()).limit(limit).offset(offset))
         items = [AccessOut.model_validate(r) for r in rows]
     return Page[AccessOut](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/evidence-access", status_code=201)
+def log_original_access(body: OriginalAccessIn, request: Request) -> dict[str, str]:
+    """Log an edge node's opening of an unblurred original (the node decrypts only after this answers 201)."""
+    principal = request.state.principal
+    if principal is None or principal.kind != "token":
+        raise HTTPException(403, "originals are opened on an edge node, which logs with its API token")
+    evidence_log.record_original(request, body.sha256, body.actor, body.purpose)
+    return {"status": "logged"}

@@ -1,5 +1,6 @@
 """Snapshot images: uploaded by edge nodes and phones (PUT by hash, POST to be hashed), viewed by
-the console, each view logged (:mod:`~gridwatch.server.privacy.evidence_log`)."""
+the console, each view logged (:mod:`~gridwatch.server.privacy.evidence_log`). Every upload passes
+the site's blur policy first (:mod:`~gridwatch.server.privacy.blur_policy`): what breaks it is never stored."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from gridwatch.broker.blur import HEADER as BLUR_HEADER
 from gridwatch.server.api.schemas import ErrorResponse, RowIdQuery, SnapshotStored
-from gridwatch.server.ingest.snapshots import MAX_SNAPSHOT_BYTES, SHA256_RE, SnapshotError, SnapshotStore
-from gridwatch.server.privacy import evidence_log
+from gridwatch.server.ingest.snapshots import (
+    MAX_SNAPSHOT_BYTES,
+    SHA256_RE,
+    SnapshotError,
+    SnapshotStore,
+    StoredSnapshot,
+)
+from gridwatch.server.privacy import blur_policy, evidence_log
 
 router = APIRouter(prefix="/api")
 
@@ -33,30 +41,37 @@ async def _bounded_body(request: Request) -> bytes:
     return bytes(body)
 
 
+async def _admitted(request: Request, sha256: str, body: bytes) -> StoredSnapshot:
+    """Store ``body`` if the site's blur policy admits it (refused with 422 and a reason otherwise)."""
+    settings = request.app.state.settings
+    await run_in_threadpool(blur_policy.enforce, body, request.headers.get(BLUR_HEADER),
+                            settings.privacy_require_face_blur, settings.privacy_face_check)
+    snapshots: SnapshotStore = request.app.state.snapshots
+    return await run_in_threadpool(snapshots.put, sha256, body)
+
+
 @router.put(
     "/snapshots/{sha256}",
     response_model=SnapshotStored,
     status_code=201,
     responses={200: {"model": SnapshotStored}, 400: {"model": ErrorResponse},
-               413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}},
+               413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 async def put_snapshot(sha256: Sha256, request: Request, response: Response) -> SnapshotStored:
     body = await _bounded_body(request)
-    snapshots: SnapshotStore = request.app.state.snapshots
-    stored = await run_in_threadpool(snapshots.put, sha256, body)
+    stored = await _admitted(request, sha256, body)
     response.status_code = 201 if stored.created else 200
     return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
                           created=stored.created, url=f"/api/snapshots/{stored.sha256}")
 
 
 @router.post("/snapshots", response_model=SnapshotStored, status_code=201,
-             responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})
+             responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 async def post_snapshot(request: Request, response: Response) -> SnapshotStored:
     """Upload a photo whose hash the client cannot compute (a phone browser on plain HTTP has no
     WebCrypto): the server hashes it. Same limits and store as ``PUT /api/snapshots/{sha256}``."""
     body = await _bounded_body(request)
-    snapshots: SnapshotStore = request.app.state.snapshots
-    stored = await run_in_threadpool(snapshots.put, hashlib.sha256(body).hexdigest(), body)
+    stored = await _admitted(request, hashlib.sha256(body).hexdigest(), body)
     response.status_code = 201 if stored.created else 200
     return SnapshotStored(sha256=stored.sha256, size=stored.size, content_type=stored.media_type,
                           created=stored.created, url=f"/api/snapshots/{stored.sha256}")
