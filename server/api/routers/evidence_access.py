@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from gridwatch.server.api import auth
-from gridwatch.server.api.schemas import Page, RowIdQuery
+from gridwatch.server.api.schemas import ErrorResponse, Page, RowIdQuery
 from gridwatch.server.models import EvidenceAccess
 from gridwatch.server.privacy import evidence_log
 
@@ -67,7 +67,7 @@ def list_access(request: Request, sha256: Annotated[str | None, Query(pattern="^
     return Page[AccessOut](items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("/evidence-access", status_code=201)
+@router.post("/evidence-access", status_code=201, responses={403: {"model": ErrorResponse}})
 def log_original_access(body: OriginalAccessIn, request: Request) -> dict[str, str]:
     """Log an edge node's opening of an unblurred original (the node decrypts only after this answers 201)."""
     principal = request.state.principal
