@@ -1,15 +1,16 @@
-"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|replicas ...]``: the edge benchmarks (all by
-default), and ``replicas`` (server ingest on the clustered broker, bench/replicas.py) when named."""
+"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|uniforms|replicas ...]``: the edge
+benchmarks (all by default), and ``replicas`` (server ingest on the clustered broker, bench/replicas.py) when named."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline
+from bench import accuracy, detector, gating, outbox, pipeline, uniforms
 from bench.common import quiet_opencv
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": pipeline.overhead,
-              "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main}
+              "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main,
+              "uniforms": uniforms.main}
 
 
 def _replicas() -> None:

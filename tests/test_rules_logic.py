@@ -130,7 +130,9 @@ def test_config_errors_name_the_field(rule: dict, message: str) -> None:
 
 
 def test_a_config_uniform_is_validated_field_by_field() -> None:
-    config = {**BASE, "uniforms": [{"id": "vest", "name": {"en": "Vest"},
-                                    "colors": [{"hsv_min": [200, 0, 0], "hsv_max": [10, 255, 255]}]}]}
-    with pytest.raises(ConfigError, match=r"uniforms\[0\]\.colors\[0\]: .*hue is 0-179"):
+    config = {**BASE, "uniforms": [{"id": "vest", "name": {"en": "Vest"}, "colours": ["orange"]}]}
+    with pytest.raises(ConfigError, match=r"uniforms\[0\]\.colours\[0\]: .*pattern"):
+        parse_config(config)
+    config = {**BASE, "uniforms": [{"id": "coat", "name": {"en": "Coat"}, "colours": ["#141414"]}]}
+    with pytest.raises(ConfigError, match=r"uniforms\[0\]: .*near-black"):
         parse_config(config)

@@ -88,7 +88,7 @@ class CameraPipeline:
         if isinstance(rule, FireLaneRule):
             return FireLaneDetector(zone.id, rule)
         chosen = [self.uniforms[u] for u in rule.uniforms]
-        embedder = self._appearance() if any(u.examples for u in chosen) else None
+        embedder = self._appearance() if any(u.enrolled for u in chosen) else None
         return CourierDetector(zone.id, rule, UniformMatcher(chosen, embedder), self._at, self.courier_log)
 
     def _area(self, zone_id: str, image: np.ndarray) -> ZoneArea:

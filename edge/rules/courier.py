@@ -25,7 +25,7 @@ import numpy as np
 from gridwatch.broker.contract import EventType, Phase
 from gridwatch.broker.zones import CourierRule
 from gridwatch.edge.perception.track import Track
-from gridwatch.edge.perception.uniforms import Match, UniformMatcher
+from gridwatch.edge.perception.uniforms import NO_MATCH, Match, UniformMatcher
 from gridwatch.edge.rules.gate_policy import entry_decision
 from gridwatch.edge.rules.incident import RuleEvent
 
@@ -70,6 +70,20 @@ class CourierLog:
                 return
 
 
+def consensus(votes: list[Match], min_votes: int, agreement: float, max_votes: int) -> Match | None:
+    """The winning vote once ``agreement`` of at least ``min_votes`` votes name one uniform; a no-uniform
+    Match when ``max_votes`` pass without that; None while undecided. Uncertain votes are no-uniform votes."""
+    if len(votes) < min_votes:
+        return None
+    counts = Counter(v.uniform_id for v in votes)
+    winner, count = counts.most_common(1)[0]
+    if winner is not None and count / len(votes) >= agreement:
+        return max((v for v in votes if v.uniform_id == winner), key=lambda v: v.score)
+    if len(votes) >= max_votes:
+        return NO_MATCH
+    return None
+
+
 class CourierDetector:
     def __init__(self, zone_id: str, rule: CourierRule, matcher: UniformMatcher,
                  wall_clock: Callable[[float], datetime], log: CourierLog) -> None:
@@ -87,7 +101,7 @@ class CourierDetector:
             if person.decided or image is None or not fresh:
                 continue
             person.votes.append(self.matcher.match(image, track.box))
-            decision = self._decide(person.votes)
+            decision = consensus(person.votes, self.rule.min_votes, self.rule.agreement, self.rule.max_votes)
             if decision is not None:
                 person.decided = True
                 if decision.uniform_id is not None and self.rule.direction == "exit":
@@ -134,28 +148,14 @@ class CourierDetector:
                 events.append(self._overstay(Phase.END, entry, now_s, ended_s=now_s))
         return events
 
-    def _decide(self, votes: list[Match]) -> Match | None:
-        """The winning vote once the consensus is reached; a no-uniform Match when it never will be."""
-        if len(votes) < self.rule.min_votes:
-            return None
-        counts = Counter(v.uniform_id for v in votes)
-        winner, count = counts.most_common(1)[0]
-        if winner is not None and count / len(votes) >= self.rule.agreement:
-            return max((v for v in votes if v.uniform_id == winner), key=lambda v: v.score)
-        if len(votes) >= self.rule.max_votes:
-            return Match(None, 0.0, 0.0, 0.0, None)
-        return None
-
     def _entry(self, person: _Person, match: Match, now_s: float) -> RuleEvent:
         person.incident_id = uuid.uuid4().hex
         self.log.enter(match.uniform_id or "", person.first_s, person)
         person.attributes = {
             "uniform_id": match.uniform_id or "", "score": match.score, "margin": match.margin,
-            "colour_fraction": match.colour_fraction,
+            "runner_up": match.runner_up or "",
             "votes": len(person.votes), "agreeing": sum(v.uniform_id == match.uniform_id for v in person.votes),
         }
-        if match.similarity is not None:
-            person.attributes["similarity"] = match.similarity
         if self.rule.gate is not None:
             person.attributes["gate_id"] = self.rule.gate.gate_id
             person.attributes["gate_decision"] = entry_decision(self.rule.gate, match.uniform_id or "",
