@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from gridwatch.edge.node import runner
 from gridwatch.edge.node.cli import edge
 from gridwatch.edge.perception.detect import OnnxDetector
 from gridwatch.edge.perception.uniforms import COLOUR_ONLY_CAP, UniformMatcher
-from gridwatch.edge.rules.gate_policy import entry_decision
+from gridwatch.edge.rules.gate_policy import check_code, entry_decision, issue_code
 from tests.conftest import Mosquitto
 
 HIVIS = {"id": "hivis", "name": {"zh-CN": "反光背心", "en": "Hi-vis vest"},
@@ -167,11 +167,29 @@ def test_the_catalogue_never_makes_a_courier_of_people_in_black(
 def test_gate_policy_names_why_not() -> None:
     policy = GatePolicy(gate_id="gate-north", allowed=("meituan", "hivis"), windows=("07:00-22:00",))
     at = lambda hour: datetime(2025, 5, 1, hour, 30).astimezone()  # noqa: E731 (local time)
-    assert entry_decision(policy, "hivis", at(12)) == "allowed"
-    assert entry_decision(policy, "jd", at(12)) == "company_not_allowed"
-    assert entry_decision(policy, "hivis", at(23)) == "outside_hours"
+    assert entry_decision(policy, "hivis", at(12)).decision == "allowed"
+    assert entry_decision(policy, "jd", at(12)).decision == "company_not_allowed"
+    assert entry_decision(policy, "hivis", at(23)).decision == "outside_hours"
     night = GatePolicy(gate_id="g", allowed=("hivis",), windows=("22:00-06:00",))
-    assert entry_decision(night, "hivis", at(3)) == "allowed" and entry_decision(night, "hivis", at(12)) != "allowed"
+    assert entry_decision(night, "hivis", at(3)).decision == "allowed"
+    assert entry_decision(night, "hivis", at(12)).decision != "allowed"
+    both = GatePolicy(gate_id="g", allowed=("hivis",), factors=("uniform", "code"))
+    verdict = entry_decision(both, "hivis", at(12), None)
+    assert verdict.decision == "no_code" and verdict.factors == {"uniform": "passed", "code": "no_code"}
+    assert entry_decision(both, "hivis", at(12), "passed", "hivis").passed == ("uniform", "code")
+    assert entry_decision(both, "hivis", at(12), "passed", "jd").factors["code"] == "company_not_allowed"
+
+
+def test_rider_codes_are_signed_expire_and_open_once() -> None:
+    now = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+    code = issue_code("hivis", now + timedelta(minutes=10), "site-secret")
+    assert check_code(code, "site-secret", now, set()) == ("passed", "hivis")
+    assert check_code(code, "other-secret", now, set()) == ("invalid_code", None)
+    assert check_code(code.replace("hivis", "meituan"), "site-secret", now, set()) == ("invalid_code", None)
+    assert check_code("hello", "site-secret", now, set()) == ("invalid_code", None)
+    assert check_code(code, "site-secret", now + timedelta(minutes=11), set()) == ("expired_code", "hivis")
+    assert check_code(code, "site-secret", now, {code}) == ("replayed_code", "hivis")
+    assert check_code(code, None, now, set()) == ("no_code_secret", "hivis")
 
 
 class GateController:
