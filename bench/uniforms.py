@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,3 +213,55 @@ def main() -> None:
     print(table(["transform", "uniform", "TA", "FA", "WC", "HSV TA", "HSV FA", "HSV WC"], per_uniform))
     print(f"\nsummary: worst transform: {worst['fa']} false accepts and {worst['wc']} wrong-company accepts on "
           f"plain/dark clothes; worker tracks recognised at brightness >= 0.5: at least {worst['min_tracks']:.0%}")
+
+
+COST_ROUNDS = 5
+COST_FRAMES = 30
+
+
+def cost(rounds: int = COST_ROUNDS) -> dict:
+    """Uniform recognition per person crop (the enrolled vest: colour screen, then OSNet for colour
+    candidates; and three colour-only uniforms) against one detector inference per frame, in CPU
+    seconds, interleaved rounds. Ordinary people (the walking clip) and uniform wearers (the worker)
+    are timed apart: only the latter pay for the appearance model."""
+    from bench.common import Stopwatch, bench_config, interleaved, median, spread
+    from gridwatch.edge.node.runner import build_detector
+
+    rows = labelled_rows()
+    frames = load_frames(rows)
+    embedder = AppearanceEmbedder()
+    with tempfile.TemporaryDirectory() as scratch:
+        matcher = UniformMatcher([catalogue()[u] for u in COLOUR_ONLY]
+                                 + [enrol_vest(rows, frames, embedder, Path(scratch) / "hivis.profile.json")], embedder)
+    groups = {"ordinary people": [r for r in rows if r.clip == "face-demographics-walking-and-pause.gif"][:COST_FRAMES],
+              "uniform wearer": [r for r in rows if r.clip == WORKER_CLIP][::2][:COST_FRAMES]}
+    detector = build_detector(bench_config(1, workers=1, threads=1))
+    images = [frames[r.clip, r.frame] for group in groups.values() for r in group]
+
+    def detection() -> float:
+        watch = Stopwatch()
+        for image in images:
+            detector.detect(image)
+        return watch.throughput(len(images)).cpu_s / len(images)
+
+    def recognition(group: list[Row]) -> Callable[[], float]:
+        def run() -> float:
+            watch = Stopwatch()
+            for row in group:
+                matcher.match(frames[row.clip, row.frame], row.box)
+            return watch.throughput(len(group)).cpu_s / len(group)
+        return run
+
+    steps = {"detector per frame": detection, **{f"uniform per crop, {name}": recognition(group)
+                                                 for name, group in groups.items()}}
+    results = interleaved(rounds, steps)
+    ratios = {name: [u / d for u, d in zip(results[f"uniform per crop, {name}"], results["detector per frame"],
+                                           strict=True)] for name in groups}
+    print(f"\n## 2b. Uniform recognition per person crop vs one detection, {rounds} interleaved rounds, "
+          "CPU ms, median (min-max)\n")
+    print(table(["run", "CPU ms"], [[name, spread([v * 1000 for v in values])] for name, values in results.items()]
+                + [[f"{name} / detector, per round", spread(r)] for name, r in ratios.items()]))
+    print("\nSUMMARY uniform cost: " + "; ".join(
+        f"{name} {median(r):.2f}x the detector's CPU time per crop ({min(r):.2f}-{max(r):.2f})"
+        for name, r in ratios.items()))
+    return {name: median(r) for name, r in ratios.items()}

@@ -18,7 +18,7 @@ import numpy as np
 
 from gridwatch.edge.capture.source import FrameSource, Sampler
 from gridwatch.edge.perception.detect import OnnxDetector
-from gridwatch.edge.perception.uniforms import Person, Profile, describe, features, load_image
+from gridwatch.edge.perception.uniforms import Person, Profile, colour_features, describe, features, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MIN_PERSON_SCORE = 0.5
@@ -28,6 +28,9 @@ STEPS = 400
 LEARNING_RATE = 0.5
 MIN_THRESHOLD = 0.5     # never accept what the classifier thinks more likely not the uniform
 THRESHOLD_GAP = 0.1     # calibrated threshold sits this far above the highest rejected negative
+SCREEN_L2, SCREEN_STEPS = 1e-3, 1500  # the colour screen has 25 inputs: it may fit harder
+SCREEN_SHARE = 0.5      # the colour screen passes anything above half the weakest held-out photo's colour score
+MAX_SCREEN = 0.5
 
 
 def example_images(directory: Path) -> list[Path]:
@@ -86,16 +89,16 @@ def footage_people(path: Path, detector: OnnxDetector, embedder, largest_only: b
     return clip_people(path, detector, embedder)
 
 
-def fit(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, float]:
+def fit(positives: np.ndarray, negatives: np.ndarray, l2: float = L2, steps: int = STEPS) -> tuple[np.ndarray, float]:
     """Class-balanced, L2-regularised logistic regression by gradient descent (few hundred rows)."""
     x = np.concatenate([positives, negatives]).astype(np.float64)
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     weight = np.where(y == 1, 0.5 / len(positives), 0.5 / len(negatives))
     w, b = np.zeros(x.shape[1]), 0.0
-    for _ in range(STEPS):
+    for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
         error = weight * (p - y)
-        w -= LEARNING_RATE * (x.T @ error + L2 * w)
+        w -= LEARNING_RATE * (x.T @ error + l2 * w)
         b -= LEARNING_RATE * float(error.sum())
     return w.astype(np.float32), float(b)
 
@@ -104,14 +107,15 @@ def _scores(w: np.ndarray, b: float, x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(x @ w + b)))
 
 
-def out_of_fold(positives: np.ndarray, negatives: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold(positives: np.ndarray, negatives: np.ndarray, folds: int,
+                l2: float = L2, steps: int = STEPS) -> tuple[np.ndarray, np.ndarray]:
     """Every row's score from a classifier that did not see it (stratified k-fold, fixed seed)."""
     rng = np.random.default_rng(15)
     pos_fold = rng.permutation(len(positives)) % folds
     neg_fold = rng.permutation(len(negatives)) % folds
     pos_scores, neg_scores = np.zeros(len(positives)), np.zeros(len(negatives))
     for k in range(folds):
-        w, b = fit(positives[pos_fold != k], negatives[neg_fold != k])
+        w, b = fit(positives[pos_fold != k], negatives[neg_fold != k], l2, steps)
         pos_scores[pos_fold == k] = _scores(w, b, positives[pos_fold == k])
         neg_scores[neg_fold == k] = _scores(w, b, negatives[neg_fold == k])
     return pos_scores, neg_scores
@@ -162,9 +166,14 @@ def train(uniform_id: str, positives: list[Person], negatives: list[Person],
     separation = Separation(len(pos), len(neg), float((pos_scores >= threshold).mean()),
                             float((neg_scores >= threshold).mean()), round(auc(pos_scores, neg_scores), 4))
     w, b = fit(pos, neg)
+    pos_colour = np.stack([colour_features(p) for p in positives])
+    neg_colour = np.stack([colour_features(p) for p in negatives])
+    screen_pos, _ = out_of_fold(pos_colour, neg_colour, min(5, len(pos)), SCREEN_L2, SCREEN_STEPS)
+    screen = round(min(MAX_SCREEN, SCREEN_SHARE * float(screen_pos.min())), 6)
+    screen_w, screen_b = fit(pos_colour, neg_colour, SCREEN_L2, SCREEN_STEPS)
     profile = Profile(uniform_id, w, b, threshold, max_false_accept,
                       {"positives": separation.positives, "negatives": separation.negatives,
                        "true_accept": round(separation.true_accept, 4),
                        "false_accept": round(separation.false_accept, 4), "auc": separation.auc},
-                      pos, neg)
+                      pos, neg, screen_w, screen_b, screen)
     return profile, separation

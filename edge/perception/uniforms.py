@@ -75,9 +75,23 @@ def features(person: Person) -> np.ndarray:
     return np.concatenate([np.sqrt(person.chroma), person.embedding]).astype(np.float32)
 
 
+def colour_features(person: Person) -> np.ndarray:
+    """The screening stage's input: the Hellinger-mapped chroma histogram alone (no OSNet)."""
+    return np.sqrt(person.chroma).astype(np.float32)
+
+
+def _sigmoid(value: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-value)))
+
+
 @dataclass(frozen=True)
 class Profile:
-    """An enrolled uniform: classifier weights, the calibrated threshold, and how well it separated."""
+    """An enrolled uniform: classifier weights, the calibrated threshold, and how well it separated.
+
+    ``screen_*`` is a colour-only classifier fitted on the same photos: a person it scores below
+    ``screen`` (set under every enrolment photo's held-out colour score) is rejected without running
+    OSNet, which costs as much as a detection; only colour candidates pay for the appearance model.
+    """
 
     uniform_id: str
     weights: np.ndarray
@@ -87,14 +101,22 @@ class Profile:
     separation: dict
     positives: np.ndarray
     negatives: np.ndarray
+    screen_weights: np.ndarray
+    screen_bias: float
+    screen: float
 
     def score(self, vector: np.ndarray) -> float:
-        return float(1.0 / (1.0 + np.exp(-(vector @ self.weights + self.bias))))
+        return _sigmoid(float(vector @ self.weights + self.bias))
+
+    def screen_score(self, colour: np.ndarray) -> float:
+        return _sigmoid(float(colour @ self.screen_weights + self.screen_bias))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({
             "uniform_id": self.uniform_id, "threshold": self.threshold, "max_false_accept": self.max_false_accept,
             "separation": self.separation, "bias": self.bias, "weights": self.weights.round(6).tolist(),
+            "screen": self.screen, "screen_bias": self.screen_bias,
+            "screen_weights": self.screen_weights.round(6).tolist(),
             "positives": self.positives.round(5).tolist(), "negatives": self.negatives.round(5).tolist(),
         }), encoding="utf-8")
 
@@ -104,7 +126,8 @@ class Profile:
         return Profile(data["uniform_id"], np.array(data["weights"], np.float32), float(data["bias"]),
                        float(data["threshold"]), float(data["max_false_accept"]), data["separation"],
                        np.array(data["positives"], np.float32).reshape(-1, len(data["weights"])),
-                       np.array(data["negatives"], np.float32).reshape(-1, len(data["weights"])))
+                       np.array(data["negatives"], np.float32).reshape(-1, len(data["weights"])),
+                       np.array(data["screen_weights"], np.float32), float(data["screen_bias"]), float(data["screen"]))
 
 
 @dataclass(frozen=True)
@@ -141,7 +164,9 @@ class UniformMatcher:
                 self.profiles[uniform.id] = Profile.load(uniform.profile)
 
     def match(self, image: np.ndarray, box: np.ndarray, light: np.ndarray | None = None) -> Match:
-        person = describe(image, box, self.embedder if self.profiles else None, light)
+        person = describe(image, box, None, light)
+        if self.profiles and any(p.screen_score(colour_features(person)) >= p.screen for p in self.profiles.values()):
+            person = describe(image, box, self.embedder, light)  # a colour candidate: now the appearance model
         return self.decide(person)
 
     def decide(self, person: Person) -> Match:
@@ -149,6 +174,10 @@ class UniformMatcher:
         for uniform in self.uniforms:
             if uniform.id in self.profiles:
                 profile = self.profiles[uniform.id]
+                if person.embedding is None:  # screened out on colour
+                    score = min(profile.screen_score(colour_features(person)), profile.screen)
+                    scored.append((score, False, uniform.id))
+                    continue
                 score = profile.score(features(person))
                 scored.append((score, score >= profile.threshold, uniform.id))
             else:
