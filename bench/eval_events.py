@@ -30,7 +30,7 @@ from bench.common import REPO, SAMPLES
 DATA = REPO / "tests" / "data"
 WINDOW_S = 3.0
 HIVIS = {"id": "hivis", "name": {"zh-CN": "反光背心", "en": "Hi-vis vest"},
-         "colors": [{"hsv_min": [5, 150, 150], "hsv_max": [22, 255, 255]}], "min_fraction": 0.25}
+         "colours": ["#FF6A13"], "min_fraction": 0.25}
 HELD = {"lead_in_s": 6.0, "hold_s": 18.0, "tail_s": 12.0, "fps": 12.5, "min_stationary_s": 10.0}
 
 

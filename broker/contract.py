@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -211,6 +211,8 @@ class GateCommand(_Payload):
     gate_id: Id
     event_id: HexId | None = Field(None, description="The event that caused the command, if any.")
     reason: str = Field(min_length=1, max_length=200)
+    factors: tuple[Literal["uniform", "code"], ...] = Field(
+        (), description="The gate policy's factors that passed for this opening (empty: a manual command).")
     issued_at: Timestamp
     expires_at: Timestamp = Field(
         description="The command is void from this instant on: a controller refuses it (ack refused, detail "
@@ -224,10 +226,11 @@ class GateCommand(_Payload):
 
     @classmethod
     def open_gate(cls, gate_id: str, reason: str, *, issued_at: datetime | None = None,
-                  ttl_s: float = GATE_COMMAND_TTL_S, event_id: str | None = None) -> GateCommand:
+                  ttl_s: float = GATE_COMMAND_TTL_S, event_id: str | None = None,
+                  factors: tuple[str, ...] = ()) -> GateCommand:
         """An ``open`` valid for ``ttl_s`` from ``issued_at`` (now): edge and console build it the same way."""
         issued = issued_at or now_utc()
-        return cls(command=GateAction.OPEN, gate_id=gate_id, event_id=event_id, reason=reason,
+        return cls(command=GateAction.OPEN, gate_id=gate_id, event_id=event_id, reason=reason, factors=factors,
                    issued_at=issued, expires_at=issued + timedelta(seconds=ttl_s))
 
     def expired(self, at: datetime | None = None) -> bool:

@@ -7,6 +7,7 @@ Installers write these files by hand, so a mistake must come back as
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,32 +29,77 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names each bad field."""
 
 
-class ColourRange(StrictModel):
-    """An OpenCV HSV box (H 0-179, S and V 0-255); hue wraps when hsv_min's hue exceeds hsv_max's (reds)."""
+HexColour = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$", description="An sRGB colour, #RRGGBB.")]
 
-    hsv_min: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
-                   Annotated[int, Field(ge=0, le=255)]]
-    hsv_max: tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)],
-                   Annotated[int, Field(ge=0, le=255)]]
+# A reference colour this close to the neutral axis, this dark or this light has no hue a camera can
+# keep at dusk: a black jacket and a resident's black coat are the same colour.
+NEUTRAL_CHROMA = 25.0
+NEAR_BLACK_L, NEAR_WHITE_L = 25.0, 90.0
 
-    @model_validator(mode="after")
-    def _hue_in_range(self) -> ColourRange:
-        if self.hsv_min[0] > 179 or self.hsv_max[0] > 179:
-            raise ValueError("hue is 0-179 in OpenCV HSV")
-        return self
+
+def reference_lab(hex_colour: str) -> tuple[float, float, float]:
+    """CIE Lab hue angle (degrees), chroma and lightness of an sRGB ``#RRGGBB`` colour (D65)."""
+    linear = []
+    for i in (1, 3, 5):
+        c = int(hex_colour[i:i + 2], 16) / 255.0
+        linear.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = linear
+    xyz = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b, \
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    lightness, a, b_ = 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+    return math.degrees(math.atan2(b_, a)) % 360.0, math.hypot(a, b_), lightness
+
+
+def colourless(hex_colour: str) -> str | None:
+    """Why a reference colour cannot identify a uniform on its own (near-black, near-white, grey), or None."""
+    _, chroma, lightness = reference_lab(hex_colour)
+    if lightness < NEAR_BLACK_L:
+        return "near-black"
+    if lightness > NEAR_WHITE_L:
+        return "near-white"
+    if chroma < NEUTRAL_CHROMA:
+        return "grey"
+    return None
 
 
 class Uniform(StrictModel):
-    """A uniform by the colours of its torso; ``examples`` (photos) add an appearance prototype."""
+    """A uniform: colour-only (reference ``colours``, a coarse catalogue cue) or an enrolled ``profile``.
+
+    A colour-only uniform is accepted when ``min_fraction`` of the torso has a reference colour's
+    hue (lightness-free, after the frame's illuminant is removed). An enrolled profile (``gridwatch
+    edge enroll-uniform``) is a classifier learned from photos of the uniform against the site's
+    own ordinary people, with a calibrated threshold; it is the only way to recognise a dark or
+    colourless uniform (``needs_enrolment``), because colour cannot tell it from everyday clothes.
+    """
 
     id: Id
     name: dict[Literal["zh-CN", "en"], str] = Field(min_length=1)
-    colors: tuple[ColourRange, ...] = Field(min_length=1)
-    min_fraction: float = Field(0.25, gt=0, le=1, description="Share of torso pixels inside the colour ranges.")
-    min_similarity: float = Field(
-        0.5, ge=-1, le=1, description="Appearance similarity to the examples' prototype needed (when examples exist)."
-    )
-    examples: tuple[str, ...] = Field((), description="Enrolment photos of people in the uniform (paths).")
+    colours: tuple[HexColour, ...] = Field((), description="Reference torso colours for colour-only matching.")
+    hue_tolerance: float = Field(15.0, gt=0, le=45, description="Lab hue angle (degrees) around a reference colour.")
+    min_fraction: float = Field(0.25, gt=0, le=1, description="Share of torso pixels with a reference colour.")
+    needs_enrolment: bool = Field(False, description="Colour cannot identify it: only an enrolled profile may.")
+    profile: str | None = Field(None, description="Enrolled profile file (JSON from enroll-uniform), relative path.")
+
+    @model_validator(mode="after")
+    def _one_way_to_recognise(self) -> Uniform:
+        if self.profile is not None and self.colours:
+            raise ValueError("give colours (colour-only) or a profile (enrolled), not both")
+        if self.profile is None and not self.colours and not self.needs_enrolment:
+            raise ValueError("a uniform needs reference colours or an enrolled profile")
+        if self.profile is None and self.colours and self.needs_enrolment:
+            raise ValueError("needs_enrolment: the colours cannot be used alone; enrol photos (profile)")
+        if self.profile is None:
+            for colour in self.colours:
+                reason = colourless(colour)
+                if reason:
+                    raise ValueError(f"colour {colour} is {reason}: a colour-only profile would accept anyone "
+                                     "dressed like that; enrol photos with `gridwatch edge enroll-uniform`")
+        return self
+
+    @property
+    def enrolled(self) -> bool:
+        return self.profile is not None
 
 
 CATALOGUE = Path(__file__).with_name("uniforms.yaml")
@@ -257,6 +303,13 @@ class EdgeConfig(StrictModel):
                     if wanted - known:
                         raise ValueError(f"cameras[{c}].zones[{z}].rules[{r}]: unknown uniform(s) "
                                          f"{sorted(wanted - known)} (known: {', '.join(sorted(known))})")
+                    uniforms = uniform_set(self.uniforms)
+                    unenrolled = sorted(u for u in rule.uniforms if uniforms[u].needs_enrolment
+                                        and not uniforms[u].enrolled)
+                    if unenrolled:
+                        raise ValueError(f"cameras[{c}].zones[{z}].rules[{r}]: uniform(s) {unenrolled} need "
+                                         "enrolment photos (dark or colourless: colour alone would accept anyone "
+                                         "in dark clothes); enrol them with `gridwatch edge enroll-uniform`")
         return self
 
 
@@ -300,7 +353,7 @@ def parse_config(data: object, base_dir: Path | None = None) -> EdgeConfig:
         cam.model_copy(update={"source": resolve_source(cam.source, base_dir)}) for cam in config.cameras
     )
     uniforms = tuple(
-        u.model_copy(update={"examples": tuple(str((base_dir / e).resolve()) for e in u.examples)})
+        u.model_copy(update={"profile": str((base_dir / u.profile).resolve())}) if u.profile else u
         for u in config.uniforms
     )
     return config.model_copy(update={"cameras": cameras, "uniforms": uniforms, "mqtt": config.mqtt.resolved(base_dir)})

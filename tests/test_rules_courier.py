@@ -9,8 +9,9 @@ back; a company outside the allowed list, or a time outside the window, sends no
 from __future__ import annotations
 
 import json
+import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -24,19 +25,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gridwatch.broker import topics
 from gridwatch.broker.contract import GateAck, GateAckStatus, GateCommand, now_utc
 from gridwatch.broker.zones import GatePolicy
-from gridwatch.edge.config import EdgeConfig, Uniform, parse_config
+from gridwatch.edge.config import ConfigError, EdgeConfig, Uniform, catalogue, parse_config
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.evidence.snapshots import EvidenceStore
 from gridwatch.edge.node import runner
 from gridwatch.edge.node.cli import edge
 from gridwatch.edge.perception.detect import OnnxDetector
-from gridwatch.edge.perception.enrol import enrol
-from gridwatch.edge.perception.uniforms import UniformMatcher
-from gridwatch.edge.rules.gate_policy import entry_decision
+from gridwatch.edge.perception.uniforms import COLOUR_ONLY_CAP, UniformMatcher
+from gridwatch.edge.rules.gate_policy import check_code, entry_decision, issue_code
 from tests.conftest import Mosquitto
 
 HIVIS = {"id": "hivis", "name": {"zh-CN": "反光背心", "en": "Hi-vis vest"},
-         "colors": [{"hsv_min": [5, 150, 150], "hsv_max": [22, 255, 255]}], "min_fraction": 0.25, "examples": []}
+         "colours": ["#FF6A13"], "min_fraction": 0.25}
 NOON = datetime(2025, 5, 1, 12, 0, tzinfo=UTC).astimezone()
 
 
@@ -77,7 +77,7 @@ def test_hivis_flags_the_worker_once(tmp_path: Path, samples: Path, detector: On
     assert len(starts) == 1, events
     entry = starts[0]
     assert entry.type.value == "courier_entry" and entry.attributes["uniform_id"] == "hivis"
-    assert entry.attributes["score"] >= 1.0 and entry.attributes["agreeing"] >= 3
+    assert entry.attributes["score"] == COLOUR_ONLY_CAP and entry.attributes["agreeing"] >= 3
     assert entry.object is not None and entry.object.class_name == "person"
     for sha in (entry.snapshot.sha256, entry.attributes["crop_sha256"]):
         assert (tmp_path / f"{sha}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
@@ -92,53 +92,104 @@ def test_hivis_flags_nobody_else(tmp_path: Path, samples: Path, detector: OnnxDe
     assert replay(courier_config(samples / clip, detect_fps=fps), tmp_path, detector) == []
 
 
-def person_crops(samples: Path, detector: OnnxDetector, clip: str, frames: tuple[int, ...]) -> list[np.ndarray]:
-    capture, crops, index = cv2.VideoCapture(str(samples / clip)), [], 0
+def people(samples: Path, detector: OnnxDetector, clip: str, frames: range) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frame, person box) for every clearly seen person in the given frames of a clip."""
+    capture, found, index = cv2.VideoCapture(str(samples / clip)), [], 0
     while True:
         ok, image = capture.read()
         if not ok:
             break
         if index in frames:
-            found = detector.detect(image)
-            box = found.boxes[(found.class_ids == 0) & (found.scores > 0.5)][0]
-            x1, y1, x2, y2 = (max(0, int(v)) for v in box)
-            crops.append(image[y1:y2, x1:x2])
+            detections = detector.detect(image)
+            found += [(image, box) for box in detections.boxes[(detections.class_ids == 0) & (detections.scores > 0.5)]]
         index += 1
-    return crops
+    return found
 
 
-def test_enrolment_builds_a_profile_that_tells_the_worker_from_shoppers(
+def test_enrolment_from_a_clip_range_separates_the_vest_from_people_it_never_saw(
         tmp_path: Path, samples: Path, detector: OnnxDetector) -> None:
-    worker = person_crops(samples, detector, "worker-zone-detection.gif", (10, 30, 45, 60))
-    shoppers = person_crops(samples, detector, "store-aisle-detection.gif", (10, 40))
-    paths = []
-    for i, image in enumerate(worker[:3]):
-        paths.append(tmp_path / f"worker{i}.png")
-        cv2.imwrite(str(paths[-1]), image)
-    uniform = enrol("site-vest", {"en": "Site vest"}, paths)
-    printed = CliRunner().invoke(edge, ["enroll-uniform", "--id", "site-vest", "--images", str(tmp_path),
-                                        "--name-en", "Site vest"])
-    assert printed.exit_code == 0, printed.output
-    as_config = yaml.safe_load(printed.output)["uniforms"][0]
-    assert Uniform.model_validate(as_config) == uniform, "the printed entry is the profile, ready to paste"
+    profile = tmp_path / "site-vest.profile.json"
+    result = CliRunner().invoke(edge, [
+        "enroll-uniform", "--id", "site-vest", "--clip", str(samples / "worker-zone-detection.gif"),
+        "--start", "0.3", "--end", "1.7", "--box", "0,0,1,1", "--out", str(profile), "--name-en", "Site vest",
+        "--negatives", str(samples / "store-aisle-detection.gif"),
+        "--negatives", str(samples / "face-demographics-walking.gif")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"cross-validated on \d+ uniform photos and \d+ site negatives: \d+% of held-out", result.stderr)
+    entry = yaml.safe_load(result.stdout)["uniforms"][0]
+    uniform = Uniform.model_validate(entry)
+    assert uniform.profile == str(profile) and profile.is_file() and not uniform.colours
     from gridwatch.edge.perception.appearance import AppearanceEmbedder
 
     matcher = UniformMatcher([uniform], AppearanceEmbedder())
-    whole = lambda image: np.array([0, 0, image.shape[1], image.shape[0]])  # noqa: E731
-    seen = matcher.match(worker[3], whole(worker[3]))
-    assert seen.uniform_id == "site-vest" and seen.similarity is not None and seen.similarity > 0.5, seen
-    for shopper in shoppers:
-        assert matcher.match(shopper, whole(shopper)).uniform_id is None
+    held_out = people(samples, detector, "worker-zone-detection.gif", range(40, 71, 5))  # after 2.4 s
+    assert len(held_out) >= 5
+    assert all(matcher.match(image, box).uniform_id == "site-vest" for image, box in held_out)
+    in_black = people(samples, detector, "face-demographics-walking-and-pause.gif", range(0, 130, 13))
+    assert len(in_black) >= 10
+    assert [matcher.match(image, box).uniform_id for image, box in in_black] == [None] * len(in_black)
+
+
+ALL_CATALOGUE = sorted(catalogue())
+
+
+def catalogue_config(source: Path, uniforms: list[str], detect_fps: float = 10) -> EdgeConfig:
+    return parse_config({
+        "site_id": "demo", "node_id": "gate-north",
+        "cameras": [{"id": "cam-1", "source": str(source), "detect_fps": detect_fps, "zones": [{
+            "id": "gate", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+            "rules": [{"type": "courier", "uniforms": uniforms}]}]}],
+    })
+
+
+def test_a_dark_uniform_cannot_be_enabled_without_enrolment(samples: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\['sf'\] need enrolment photos"):
+        catalogue_config(samples / "face-demographics-walking-and-pause.gif", ALL_CATALOGUE)
+    with pytest.raises(ValueError, match="sf needs an enrolled profile"):
+        UniformMatcher([catalogue()[u] for u in ALL_CATALOGUE])
+
+
+@pytest.mark.parametrize("colour", ["#101010", "#F4F4F4", "#7F8082", "#1B1F3A"])
+def test_a_colour_only_profile_in_black_white_or_grey_is_refused(colour: str) -> None:
+    with pytest.raises(ValueError, match=r"is (near-black|near-white|grey): a colour-only profile"):
+        Uniform(id="guard", name={"en": "Guard"}, colours=(colour,))
+
+
+@pytest.mark.parametrize(("clip", "fps"), [("face-demographics-walking-and-pause.gif", 10),
+                                           ("one-by-one-person-detection.mp4", 2)])
+def test_the_catalogue_never_makes_a_courier_of_people_in_black(
+        tmp_path: Path, samples: Path, detector: OnnxDetector, clip: str, fps: float) -> None:
+    enabled = [u for u in ALL_CATALOGUE if not catalogue()[u].needs_enrolment]
+    assert set(ALL_CATALOGUE) - set(enabled) == {"sf"}
+    assert replay(catalogue_config(samples / clip, enabled, fps), tmp_path, detector) == []
 
 
 def test_gate_policy_names_why_not() -> None:
     policy = GatePolicy(gate_id="gate-north", allowed=("meituan", "hivis"), windows=("07:00-22:00",))
     at = lambda hour: datetime(2025, 5, 1, hour, 30).astimezone()  # noqa: E731 (local time)
-    assert entry_decision(policy, "hivis", at(12)) == "allowed"
-    assert entry_decision(policy, "jd", at(12)) == "company_not_allowed"
-    assert entry_decision(policy, "hivis", at(23)) == "outside_hours"
+    assert entry_decision(policy, "hivis", at(12)).decision == "allowed"
+    assert entry_decision(policy, "jd", at(12)).decision == "company_not_allowed"
+    assert entry_decision(policy, "hivis", at(23)).decision == "outside_hours"
     night = GatePolicy(gate_id="g", allowed=("hivis",), windows=("22:00-06:00",))
-    assert entry_decision(night, "hivis", at(3)) == "allowed" and entry_decision(night, "hivis", at(12)) != "allowed"
+    assert entry_decision(night, "hivis", at(3)).decision == "allowed"
+    assert entry_decision(night, "hivis", at(12)).decision != "allowed"
+    both = GatePolicy(gate_id="g", allowed=("hivis",), factors=("uniform", "code"))
+    verdict = entry_decision(both, "hivis", at(12), None)
+    assert verdict.decision == "no_code" and verdict.factors == {"uniform": "passed", "code": "no_code"}
+    assert entry_decision(both, "hivis", at(12), "passed", "hivis").passed == ("uniform", "code")
+    assert entry_decision(both, "hivis", at(12), "passed", "jd").factors["code"] == "company_not_allowed"
+
+
+def test_rider_codes_are_signed_expire_and_open_once() -> None:
+    now = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+    code = issue_code("hivis", now + timedelta(minutes=10), "site-secret")
+    assert check_code(code, "site-secret", now, set()) == ("passed", "hivis")
+    assert check_code(code, "other-secret", now, set()) == ("invalid_code", None)
+    assert check_code(code.replace("hivis", "meituan"), "site-secret", now, set()) == ("invalid_code", None)
+    assert check_code("hello", "site-secret", now, set()) == ("invalid_code", None)
+    assert check_code(code, "site-secret", now + timedelta(minutes=11), set()) == ("expired_code", "hivis")
+    assert check_code(code, "site-secret", now, {code}) == ("replayed_code", "hivis")
+    assert check_code(code, None, now, set()) == ("no_code_secret", "hivis")
 
 
 class GateController:

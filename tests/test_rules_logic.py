@@ -130,7 +130,33 @@ def test_config_errors_name_the_field(rule: dict, message: str) -> None:
 
 
 def test_a_config_uniform_is_validated_field_by_field() -> None:
-    config = {**BASE, "uniforms": [{"id": "vest", "name": {"en": "Vest"},
-                                    "colors": [{"hsv_min": [200, 0, 0], "hsv_max": [10, 255, 255]}]}]}
-    with pytest.raises(ConfigError, match=r"uniforms\[0\]\.colors\[0\]: .*hue is 0-179"):
+    config = {**BASE, "uniforms": [{"id": "vest", "name": {"en": "Vest"}, "colours": ["orange"]}]}
+    with pytest.raises(ConfigError, match=r"uniforms\[0\]\.colours\[0\]: .*pattern"):
         parse_config(config)
+    config = {**BASE, "uniforms": [{"id": "coat", "name": {"en": "Coat"}, "colours": ["#141414"]}]}
+    with pytest.raises(ConfigError, match=r"uniforms\[0\]: .*near-black"):
+        parse_config(config)
+
+
+RED_ORANGE, VEST_ORANGE, JD_RED = (30, 80, 240), (0, 120, 255), (30, 30, 220)  # BGR: Lab hue ~45, ~57, ~38 degrees
+
+
+def test_two_uniforms_of_one_hue_family_are_uncertain_not_a_company() -> None:
+    """A red-orange torso sits between JD red and hi-vis orange: with both enabled the lead is too small,
+    so the answer is 'uncertain' and no uniform; each alone, or a clearer colour, is decided."""
+    both = UniformMatcher([catalogue()["jd"], catalogue()["hivis"]])
+    between = both.match(frame(RED_ORANGE), BOX)
+    assert between.uniform_id is None and between.uncertain and between.margin < 0.15
+    assert {between.candidate, between.runner_up} == {"jd", "hivis"}
+    assert UniformMatcher([catalogue()["hivis"]]).match(frame(RED_ORANGE), BOX).uniform_id == "hivis"
+    assert both.match(frame(VEST_ORANGE), BOX).uniform_id == "hivis"
+    assert both.match(frame(JD_RED), BOX).uniform_id == "jd"
+    assert both.match(frame(GREY), BOX).uniform_id is None
+
+
+def test_an_uncertain_person_never_becomes_a_courier() -> None:
+    log = CourierLog()
+    clock = lambda s: datetime(2025, 5, 1, 12).astimezone() + timedelta(seconds=s)  # noqa: E731
+    rule = CourierDetector("gate", CourierRule(type="courier", uniforms=("jd", "hivis")),
+                           UniformMatcher([catalogue()["jd"], catalogue()["hivis"]]), clock, log)
+    assert visit(rule, 1, RED_ORANGE, 0, 8) + idle(rule, 8, 12) == []

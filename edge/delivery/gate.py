@@ -63,13 +63,13 @@ class GateClient:
             self.arrived.notify_all()
 
     def open(self, gate_id: str, event_id: str | None, reason: str,
-             ttl_s: float = GATE_COMMAND_TTL_S) -> GateCommand:
+             ttl_s: float = GATE_COMMAND_TTL_S, factors: tuple[str, ...] = ()) -> GateCommand:
         """Publish ``open`` for ``gate_id``, valid ``ttl_s``; return the command (its id keys the ack).
 
         Raises :class:`GateNotSent` when the broker is unreachable: a courier waits a few seconds at
         most, so the subscription wait is bounded by the command's own validity.
         """
-        command = GateCommand.open_gate(gate_id, reason, ttl_s=ttl_s, event_id=event_id)
+        command = GateCommand.open_gate(gate_id, reason, ttl_s=ttl_s, event_id=event_id, factors=factors)
         self.subscribed.wait(min(10.0, ttl_s))
         try:
             publish_command(self.client, self.commands_topic, command)
@@ -89,14 +89,14 @@ class GateClient:
         return ack
 
     def open_and_log(self, gate_id: str, event_id: str | None, reason: str, timeout_s: float,
-                     ttl_s: float = GATE_COMMAND_TTL_S) -> dict[str, str]:
+                     ttl_s: float = GATE_COMMAND_TTL_S, factors: tuple[str, ...] = ()) -> dict[str, str]:
         """Send, then await the ack on a thread of its own: the camera pipeline never blocks on a gate.
 
         Returns the attributes the ``courier_entry`` event records: ``gate`` (``sent`` or
         ``not_sent``), the command id, and ``gate_reason`` when it was not sent.
         """
         try:
-            command = self.open(gate_id, event_id, reason, ttl_s)
+            command = self.open(gate_id, event_id, reason, ttl_s, factors)
         except GateNotSent as exc:
             return {"gate": NOT_SENT, "gate_reason": exc.reason, "gate_command_id": exc.command.command_id}
         threading.Thread(target=self.wait_ack, args=(command.command_id, timeout_s), daemon=True,

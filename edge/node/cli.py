@@ -156,22 +156,64 @@ def original(sha256: str, config_path: Path, actor: str, purpose: str, out_path:
     click.echo(f"original of {sha256} written to {out_path} (access logged for {actor})")
 
 
+def _region(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter("--box: four numbers x1,y1,x2,y2 (normalised 0..1)") from None
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        raise click.BadParameter("--box: x1 < x2 and y1 < y2, all within 0..1")
+    return x1, y1, x2, y2
+
+
 @edge.command("enroll-uniform")
 @click.option("--id", "uniform_id", required=True, help="The uniform's id, e.g. meituan or site-guard.")
-@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
-              help="A folder of photos of people wearing the uniform (one person per photo).")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="A folder of photos of a person wearing the uniform (the largest person in each is used).")
+@click.option("--clip", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A clip showing the uniform, with --start/--end and --box.")
+@click.option("--start", "start_s", type=float, default=0.0, show_default=True, help="Clip range start (seconds).")
+@click.option("--end", "end_s", type=float, help="Clip range end (seconds; default: the end).")
+@click.option("--box", help="Where the uniformed person is in the clip: x1,y1,x2,y2 normalised (box centre inside).")
+@click.option("--negatives", "negatives", type=click.Path(path_type=Path, exists=True), multiple=True, required=True,
+              help="Footage of the site's ordinary people (a folder of frames or a clip; repeatable).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Profile file to write (default: <id>.profile.json); the config's `profile:` names it.")
+@click.option("--max-false-accept", type=click.FloatRange(0, 0.2), default=0.01, show_default=True,
+              help="False-accept target the threshold is calibrated for, on held-out site negatives.")
 @click.option("--name-en", help="Display name in English (default: the id).")
 @click.option("--name-zh", help="Display name in Chinese (zh-CN).")
-def enroll_uniform(uniform_id: str, images: Path, name_en: str | None, name_zh: str | None) -> None:
-    """Build a uniform profile from example photos and print it as a config entry for `uniforms:`."""
+def enroll_uniform(uniform_id: str, images: Path | None, clip: Path | None, start_s: float, end_s: float | None,
+                   box: str | None, negatives: tuple[Path, ...], out: Path | None, max_false_accept: float,
+                   name_en: str | None, name_zh: str | None) -> None:
+    """Learn a uniform profile against the site's own people; print its cross-validated separation
+    and the config entry for `uniforms:`."""
     import yaml
 
-    from gridwatch.edge.perception.enrol import enrol, example_images
+    from gridwatch.edge.capture.source import SourceError
+    from gridwatch.edge.config import EdgeConfig, Uniform
+    from gridwatch.edge.node import runner
+    from gridwatch.edge.perception.appearance import AppearanceEmbedder
+    from gridwatch.edge.perception.enrol import clip_people, footage_people, photo_people, train
 
+    if (images is None) == (clip is None):
+        raise click.UsageError("give --images DIR or --clip FILE (with --start/--end/--box)")
     names = {"en": name_en or uniform_id, **({"zh-CN": name_zh} if name_zh else {})}
+    out = out or Path(f"{uniform_id}.profile.json")
+    detector = runner.build_detector(EdgeConfig.model_validate(
+        {"site_id": "enrol", "node_id": "enrol", "cameras": [{"id": "enrol", "source": "unused"}]}))
+    embedder = AppearanceEmbedder()
     try:
-        uniform = enrol(uniform_id, names, example_images(images))
-    except ValueError as exc:
+        positives = (photo_people(images, detector, embedder, largest_only=True) if images is not None else
+                     clip_people(clip, detector, embedder, start_s, end_s, _region(box)))
+        site = [person for path in negatives for person in footage_people(path, detector, embedder)]
+        profile, separation = train(uniform_id, positives, site, max_false_accept)
+    except (ValueError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
-    entry = uniform.model_dump(mode="json")
-    click.echo(yaml.safe_dump({"uniforms": [entry]}, allow_unicode=True, sort_keys=False))
+    profile.save(out)
+    click.echo(f"{uniform_id}: threshold {profile.threshold} for a {max_false_accept:.1%} false-accept target; "
+               f"{separation.line()} -> {out}", err=True)
+    entry = Uniform(id=uniform_id, name=names, profile=str(out)).model_dump(mode="json", exclude_defaults=True)
+    click.echo(yaml.safe_dump({"uniforms": [{"id": uniform_id, **entry}]}, allow_unicode=True, sort_keys=False))

@@ -94,7 +94,7 @@ class CameraPipeline:
         if isinstance(rule, FireLaneRule):
             return FireLaneDetector(zone.id, rule)
         chosen = [self.uniforms[u] for u in rule.uniforms]
-        embedder = self._appearance() if any(u.examples for u in chosen) else None
+        embedder = self._appearance() if any(u.enrolled for u in chosen) else None
         return CourierDetector(zone.id, rule, UniformMatcher(chosen, embedder), self._at, self.courier_log)
 
     def _area(self, zone_id: str, image: np.ndarray) -> ZoneArea:
@@ -209,8 +209,9 @@ class CameraPipeline:
                 and rule_event.phase is Phase.START and self.gate_client is not None:
             extra.update(self.gate_client.open_and_log(
                 rule.gate.gate_id, event.event_id,
-                f"courier_entry {rule_event.attributes['uniform_id']} (score {rule_event.attributes['score']})",
-                rule.gate.ack_timeout_s, rule.gate.command_ttl_s))
+                f"courier_entry {rule_event.attributes['uniform_id']} ({rule_event.attributes['factors_passed']})",
+                rule.gate.ack_timeout_s, rule.gate.command_ttl_s,
+                tuple(str(rule_event.attributes["factors_passed"]).split(","))))
         if extra:
             event = event.model_copy(update={"attributes": {**event.attributes, **extra}})
         for sink in self.sinks:

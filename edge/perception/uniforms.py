@@ -1,13 +1,24 @@
-"""Uniforms: the shipped catalogue, the torso region of a person box, and matching a crop to a uniform.
+"""Uniforms: which uniform a person wears, or — the default — none of them.
 
-A uniform is recognised by the share of torso pixels inside its HSV colour ranges (explainable:
-"41 % of the torso is Meituan yellow") and, when enrolment photos exist, by the similarity of the
-person's OSNet appearance embedding to the photos' mean (robust to colour casts). Both cues must
-agree; the reported score is their mean, with the margin to the next best uniform.
+Every person is described under the frame's own illuminant (:mod:`colour`), so dusk and street
+lamps do not move the description. Two kinds of uniform are scored:
+
+* an **enrolled profile** (``enroll-uniform``): a logistic classifier over the torso's
+  lightness-free chroma histogram and the whole body's OSNet embedding, learned from photos of the
+  uniform *against the site's own ordinary people*, with a threshold calibrated for the profile's
+  false-accept target. Its score is the classifier's probability;
+* a **colour-only** catalogue uniform: the share of the torso in a reference hue. It is coarse, so
+  its score is capped at ``COLOUR_ONLY_CAP``: an enrolled profile that accepts the person outranks
+  it, and a colour-only uniform never wins against a confident enrolled one by a hair.
+
+The answer is open-set: ``uniform_id`` is None unless the best uniform passes its own threshold
+*and* leads every other uniform by ``min_margin``; a pass with a smaller lead is ``uncertain`` (JD
+red and an orange vest share a hue family), which never opens a gate.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +26,12 @@ import cv2
 import numpy as np
 
 from gridwatch.edge.config import Uniform
+from gridwatch.edge.perception.colour import chroma_histogram, colour_share, illuminant, normalise
 
 # The torso inside a person box: below the head and shoulders, above the hips, without the arms' edges.
 TORSO = (0.20, 0.55, 0.20, 0.80)  # top, bottom, left, right as fractions of the box
+COLOUR_ONLY_CAP = 0.6   # the most a colour-only match can score: coarse evidence
+MIN_MARGIN = 0.15       # lead over the runner-up a decision needs; less is "uncertain"
 
 
 def torso(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -35,68 +49,148 @@ def person_crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return image[y1:y2, x1:x2]
 
 
-def colour_fraction(crop: np.ndarray, uniform: Uniform) -> float:
-    """Share of the crop's pixels inside any of the uniform's HSV ranges."""
-    if crop.size == 0:
-        return 0.0
-    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
-    hit = np.zeros(hsv.shape[:2], bool)
-    for colour in uniform.colors:
-        lo, hi = np.array(colour.hsv_min), np.array(colour.hsv_max)
-        if lo[0] <= hi[0]:
-            hit |= cv2.inRange(hsv, lo, hi) > 0
-        else:  # a red hue range wraps around 179 -> 0
-            hit |= cv2.inRange(hsv, lo, np.array([179, *hi[1:]])) > 0
-            hit |= cv2.inRange(hsv, np.array([0, *lo[1:]]), hi) > 0
-    return float(hit.mean())
+@dataclass(frozen=True)
+class Person:
+    """One person under a neutral illuminant: the torso's chroma histogram and, if asked, the body's OSNet vector."""
+
+    chroma: np.ndarray
+    normalised_torso: np.ndarray
+    embedding: np.ndarray | None
+
+
+def describe(image: np.ndarray, box: np.ndarray, embedder=None, light: np.ndarray | None = None) -> Person:
+    """A person box described independently of the frame's brightness and white balance."""
+    light = illuminant(image) if light is None else light
+    chest = normalise(torso(image, box), light)
+    embedding = None
+    if embedder is not None:
+        body = (normalise(person_crop(image, box), light) * 255).astype(np.uint8)
+        embedding = embedder.embed([body])[0]
+    return Person(chroma_histogram(chest), chest, embedding)
+
+
+def features(person: Person) -> np.ndarray:
+    """The enrolled classifier's input: the Hellinger-mapped chroma histogram and the OSNet vector."""
+    assert person.embedding is not None, "an enrolled profile needs the appearance embedding"
+    return np.concatenate([np.sqrt(person.chroma), person.embedding]).astype(np.float32)
+
+
+def colour_features(person: Person) -> np.ndarray:
+    """The screening stage's input: the Hellinger-mapped chroma histogram alone (no OSNet)."""
+    return np.sqrt(person.chroma).astype(np.float32)
+
+
+def _sigmoid(value: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-value)))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An enrolled uniform: classifier weights, the calibrated threshold, and how well it separated.
+
+    ``screen_*`` is a colour-only classifier fitted on the same photos: a person it scores below
+    ``screen`` (set under every enrolment photo's held-out colour score) is rejected without running
+    OSNet, which costs as much as a detection; only colour candidates pay for the appearance model.
+    """
+
+    uniform_id: str
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    max_false_accept: float
+    separation: dict
+    positives: np.ndarray
+    negatives: np.ndarray
+    screen_weights: np.ndarray
+    screen_bias: float
+    screen: float
+
+    def score(self, vector: np.ndarray) -> float:
+        return _sigmoid(float(vector @ self.weights + self.bias))
+
+    def screen_score(self, colour: np.ndarray) -> float:
+        return _sigmoid(float(colour @ self.screen_weights + self.screen_bias))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({
+            "uniform_id": self.uniform_id, "threshold": self.threshold, "max_false_accept": self.max_false_accept,
+            "separation": self.separation, "bias": self.bias, "weights": self.weights.round(6).tolist(),
+            "screen": self.screen, "screen_bias": self.screen_bias,
+            "screen_weights": self.screen_weights.round(6).tolist(),
+            "positives": self.positives.round(5).tolist(), "negatives": self.negatives.round(5).tolist(),
+        }), encoding="utf-8")
+
+    @staticmethod
+    def load(path: str | Path) -> Profile:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Profile(data["uniform_id"], np.array(data["weights"], np.float32), float(data["bias"]),
+                       float(data["threshold"]), float(data["max_false_accept"]), data["separation"],
+                       np.array(data["positives"], np.float32).reshape(-1, len(data["weights"])),
+                       np.array(data["negatives"], np.float32).reshape(-1, len(data["weights"])),
+                       np.array(data["screen_weights"], np.float32), float(data["screen_bias"]), float(data["screen"]))
 
 
 @dataclass(frozen=True)
 class Match:
-    """The best uniform for one crop (``uniform_id`` None when none passes), its score and margin."""
+    """The decision for one detection: ``uniform_id`` (None: no uniform), its score, margin and candidate.
+
+    ``candidate`` is the best-scoring uniform even when it was not accepted, so an event can say
+    what was close; ``uncertain`` means it passed its threshold but did not lead by ``MIN_MARGIN``.
+    """
 
     uniform_id: str | None
     score: float
     margin: float
-    colour_fraction: float
-    similarity: float | None
+    candidate: str | None = None
+    runner_up: str | None = None
+    uncertain: bool = False
+
+
+NO_MATCH = Match(None, 0.0, 0.0)
 
 
 class UniformMatcher:
-    """Scores a person against a set of uniforms; prototypes come from each uniform's example photos."""
+    """Scores a person against a set of uniforms and makes the open-set decision."""
 
-    def __init__(self, uniforms: list[Uniform], embedder=None) -> None:
-        self.uniforms = uniforms
-        self.embedder = embedder
-        self.prototypes: dict[str, np.ndarray] = {}
+    def __init__(self, uniforms: list[Uniform], embedder=None, min_margin: float = MIN_MARGIN) -> None:
+        self.uniforms, self.embedder, self.min_margin = uniforms, embedder, min_margin
+        self.profiles: dict[str, Profile] = {}
         for uniform in uniforms:
-            if uniform.examples:
+            if uniform.needs_enrolment and not uniform.enrolled:
+                raise ValueError(f"uniform {uniform.id} needs an enrolled profile: colour alone cannot recognise it")
+            if uniform.profile is not None:
                 if embedder is None:
-                    raise ValueError(f"uniform {uniform.id}: examples need the appearance model")
-                self.prototypes[uniform.id] = prototype(embedder, [load_image(p) for p in uniform.examples])
+                    raise ValueError(f"uniform {uniform.id}: an enrolled profile needs the appearance model")
+                self.profiles[uniform.id] = Profile.load(uniform.profile)
 
-    def match(self, image: np.ndarray, box: np.ndarray) -> Match:
-        chest = torso(image, box)
-        embedding = None
-        if self.prototypes:
-            embedding = self.embedder.embed([person_crop(image, box)])[0]
-        scored = []
+    def match(self, image: np.ndarray, box: np.ndarray, light: np.ndarray | None = None) -> Match:
+        person = describe(image, box, None, light)
+        if self.profiles and any(p.screen_score(colour_features(person)) >= p.screen for p in self.profiles.values()):
+            person = describe(image, box, self.embedder, light)  # a colour candidate: now the appearance model
+        return self.decide(person)
+
+    def decide(self, person: Person) -> Match:
+        scored: list[tuple[float, bool, str]] = []
         for uniform in self.uniforms:
-            fraction = colour_fraction(chest, uniform)
-            colour_score = min(1.0, fraction / uniform.min_fraction)
-            similarity = None
-            passed = fraction >= uniform.min_fraction
-            score = colour_score
-            if uniform.id in self.prototypes and embedding is not None:
-                similarity = float(self.prototypes[uniform.id] @ embedding)
-                passed = passed and similarity >= uniform.min_similarity
-                score = (colour_score + max(0.0, similarity)) / 2
-            scored.append((score, passed, uniform.id, fraction, similarity))
+            if uniform.id in self.profiles:
+                profile = self.profiles[uniform.id]
+                if person.embedding is None:  # screened out on colour
+                    score = min(profile.screen_score(colour_features(person)), profile.screen)
+                    scored.append((score, False, uniform.id))
+                    continue
+                score = profile.score(features(person))
+                scored.append((score, score >= profile.threshold, uniform.id))
+            else:
+                share = max(colour_share(person.normalised_torso, c, uniform.hue_tolerance) for c in uniform.colours)
+                score = COLOUR_ONLY_CAP * min(1.0, share / uniform.min_fraction)
+                scored.append((score, share >= uniform.min_fraction, uniform.id))
         scored.sort(key=lambda s: s[0], reverse=True)
-        best = scored[0]
-        margin = best[0] - scored[1][0] if len(scored) > 1 else best[0]
-        return Match(best[2] if best[1] else None, round(best[0], 3), round(margin, 3), round(best[3], 3),
-                     None if best[4] is None else round(best[4], 3))
+        best, passed, best_id = scored[0]
+        runner_score, runner_id = (scored[1][0], scored[1][2]) if len(scored) > 1 else (0.0, None)
+        margin = best - runner_score
+        uncertain = passed and margin < self.min_margin
+        return Match(best_id if passed and not uncertain else None, round(best, 3), round(margin, 3),
+                     best_id, runner_id, uncertain)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -104,9 +198,3 @@ def load_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"{path}: not a readable image")
     return image
-
-
-def prototype(embedder, images: list[np.ndarray]) -> np.ndarray:
-    """The normalised mean embedding of example photos (each a person crop)."""
-    mean = embedder.embed(images).mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-9)

@@ -10,6 +10,12 @@ Overstay: every entry is written to the node's ``CourierLog``; a courier decided
 ``direction: exit`` (the way out, possibly another camera) closes the oldest open entry in the same
 uniform. An entry still open ``overstay_s`` after it was made starts a ``courier_overstay``
 incident, which ends when that courier is seen leaving.
+
+Rider code: when the rule's gate policy has the ``code`` factor, every detection of an undecided
+person is also searched for a QR code (until one passes, or ``CODE_TRIES`` x ``min_votes``
+detections went by). The entry is decided when the factors are known: a wrong, expired or reused
+code, or none, is an entry whose ``gate_decision`` says why it was refused (``factor_code``).
+With ``code`` alone, a person who never shows a code produces no event.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import numpy as np
 
 from gridwatch.broker.contract import EventType, Phase
 from gridwatch.broker.zones import CourierRule
+from gridwatch.edge.perception.qr import CodeReader
 from gridwatch.edge.perception.track import Track
-from gridwatch.edge.perception.uniforms import Match, UniformMatcher
-from gridwatch.edge.rules.gate_policy import entry_decision
+from gridwatch.edge.perception.uniforms import NO_MATCH, Match, UniformMatcher
+from gridwatch.edge.rules.gate_policy import ALLOWED, PASSED, check_code, code_secret, entry_decision
 from gridwatch.edge.rules.incident import RuleEvent
 
 EXIT_GRACE_S = 2.0
+CODE_TRIES = 2  # a rider has this many consensus rounds (x min_votes detections) to show the code
 
 
 @dataclass
@@ -39,6 +47,11 @@ class _Person:
     track: Track
     zone_rule: CourierDetector
     votes: list[Match] = field(default_factory=list)
+    uniform: Match | None = None      # the consensus, once reached
+    code: str | None = None           # the last code check's result (``passed`` or why not)
+    code_payload: str | None = None
+    code_platform: str | None = None
+    code_tries: int = 0
     decided: bool = False
     incident_id: str | None = None
     attributes: dict = field(default_factory=dict)
@@ -70,11 +83,29 @@ class CourierLog:
                 return
 
 
+def consensus(votes: list[Match], min_votes: int, agreement: float, max_votes: int) -> Match | None:
+    """The winning vote once ``agreement`` of at least ``min_votes`` votes name one uniform; a no-uniform
+    Match when ``max_votes`` pass without that; None while undecided. Uncertain votes are no-uniform votes."""
+    if len(votes) < min_votes:
+        return None
+    counts = Counter(v.uniform_id for v in votes)
+    winner, count = counts.most_common(1)[0]
+    if winner is not None and count / len(votes) >= agreement:
+        return max((v for v in votes if v.uniform_id == winner), key=lambda v: v.score)
+    if len(votes) >= max_votes:
+        return NO_MATCH
+    return None
+
+
 class CourierDetector:
+    """One courier rule in one zone: uniform votes, the rider code when the gate asks for it, entries."""
+
     def __init__(self, zone_id: str, rule: CourierRule, matcher: UniformMatcher,
                  wall_clock: Callable[[float], datetime], log: CourierLog) -> None:
         self.zone_id, self.rule, self.matcher, self.wall_clock, self.log = zone_id, rule, matcher, wall_clock, log
         self.people: dict[int, _Person] = {}
+        self.codes = CodeReader() if rule.gate is not None and "code" in rule.gate.factors else None
+        self.used_codes: set[str] = set()  # a rider code opens the gate once
 
     def update(self, now_s: float, inside: list[Track], image: np.ndarray | None = None) -> list[RuleEvent]:
         events = []
@@ -86,20 +117,56 @@ class CourierDetector:
             person.last_s, person.track = now_s, track
             if person.decided or image is None or not fresh:
                 continue
-            person.votes.append(self.matcher.match(image, track.box))
-            decision = self._decide(person.votes)
-            if decision is not None:
-                person.decided = True
-                if decision.uniform_id is not None and self.rule.direction == "exit":
-                    self.log.leave(decision.uniform_id, now_s)
-                elif decision.uniform_id is not None:
-                    events.append(self._entry(person, decision, now_s))
+            if person.uniform is None:
+                person.votes.append(self.matcher.match(image, track.box))
+                person.uniform = consensus(person.votes, self.rule.min_votes, self.rule.agreement,
+                                           self.rule.max_votes)
+            if self.codes is not None and person.code != PASSED:
+                self._read_code(person, image, now_s)
+            events += self._conclude(person, now_s)
         for track_id, person in list(self.people.items()):
             if now_s - person.last_s > EXIT_GRACE_S:
                 del self.people[track_id]
                 if person.incident_id:
                     events.append(self._event(Phase.END, person, now_s, ended_s=person.last_s))
         return events + self._overstays(now_s)
+
+    def _read_code(self, person: _Person, image: np.ndarray, now_s: float) -> None:
+        """Look for the rider's QR code around the person; keep the first that passes, else the last reason."""
+        person.code_tries += 1
+        assert self.codes is not None and self.rule.gate is not None
+        for payload in self.codes.read(image, person.track.box):
+            result, platform = check_code(payload, code_secret(self.rule.gate), self.wall_clock(now_s),
+                                          self.used_codes)
+            person.code, person.code_payload, person.code_platform = result, payload, platform
+            if result == PASSED:
+                return
+
+    def _conclude(self, person: _Person, now_s: float) -> list[RuleEvent]:
+        """Decide the person once every factor the rule needs is known (or will not come)."""
+        uniform = person.uniform
+        if self.codes is None:
+            if uniform is None:
+                return []
+            person.decided = True
+            if uniform.uniform_id is not None and self.rule.direction == "exit":
+                self.log.leave(uniform.uniform_id, now_s)
+            return [self._entry(person, uniform, now_s)] if uniform.uniform_id and self.rule.direction == "entry" \
+                else []
+        assert self.rule.gate is not None
+        code_done = person.code == PASSED or person.code_tries >= CODE_TRIES * self.rule.min_votes
+        if "uniform" in self.rule.gate.factors:
+            if uniform is None or (uniform.uniform_id is not None and not code_done):
+                return []
+            person.decided = True
+            return [self._entry(person, uniform, now_s)] if uniform.uniform_id else []
+        if person.code is None:  # code only: a passer-by without a code is nobody's business
+            person.decided = person.code_tries >= self.rule.max_votes
+            return []
+        if not code_done:
+            return []
+        person.decided = True
+        return [self._entry(person, uniform if uniform and uniform.uniform_id else NO_MATCH, now_s)]
 
     def _overstays(self, now_s: float) -> list[RuleEvent]:
         """Start an overstay for entries of this rule open too long; end those whose courier left."""
@@ -134,32 +201,25 @@ class CourierDetector:
                 events.append(self._overstay(Phase.END, entry, now_s, ended_s=now_s))
         return events
 
-    def _decide(self, votes: list[Match]) -> Match | None:
-        """The winning vote once the consensus is reached; a no-uniform Match when it never will be."""
-        if len(votes) < self.rule.min_votes:
-            return None
-        counts = Counter(v.uniform_id for v in votes)
-        winner, count = counts.most_common(1)[0]
-        if winner is not None and count / len(votes) >= self.rule.agreement:
-            return max((v for v in votes if v.uniform_id == winner), key=lambda v: v.score)
-        if len(votes) >= self.rule.max_votes:
-            return Match(None, 0.0, 0.0, 0.0, None)
-        return None
-
     def _entry(self, person: _Person, match: Match, now_s: float) -> RuleEvent:
         person.incident_id = uuid.uuid4().hex
-        self.log.enter(match.uniform_id or "", person.first_s, person)
+        uniform_id = match.uniform_id or person.code_platform or ""
+        self.log.enter(uniform_id, person.first_s, person)
         person.attributes = {
-            "uniform_id": match.uniform_id or "", "score": match.score, "margin": match.margin,
-            "colour_fraction": match.colour_fraction,
+            "uniform_id": uniform_id, "score": match.score, "margin": match.margin,
+            "runner_up": match.runner_up or "",
             "votes": len(person.votes), "agreeing": sum(v.uniform_id == match.uniform_id for v in person.votes),
         }
-        if match.similarity is not None:
-            person.attributes["similarity"] = match.similarity
-        if self.rule.gate is not None:
-            person.attributes["gate_id"] = self.rule.gate.gate_id
-            person.attributes["gate_decision"] = entry_decision(self.rule.gate, match.uniform_id or "",
-                                                                self.wall_clock(now_s))
+        gate = self.rule.gate
+        if gate is not None:
+            verdict = entry_decision(gate, match.uniform_id or "", self.wall_clock(now_s), person.code,
+                                     person.code_platform)
+            if verdict.decision == ALLOWED and person.code_payload and "code" in gate.factors:
+                self.used_codes.add(person.code_payload)
+            person.attributes["gate_id"] = gate.gate_id
+            person.attributes["gate_decision"] = verdict.decision
+            person.attributes["factors_passed"] = ",".join(verdict.passed)
+            person.attributes.update({f"factor_{name}": result for name, result in verdict.factors.items()})
         return self._event(Phase.START, person, now_s)
 
     def _event(self, phase: Phase, person: _Person, now_s: float, ended_s: float | None = None) -> RuleEvent:
