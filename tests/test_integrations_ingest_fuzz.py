@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.broker import topics
-from gridwatch.broker.contract import EventType, Phase
+from gridwatch.broker.contract import Event, EventType, Phase
 from gridwatch.server.db import create_engine, session_factory, upgrade
 from gridwatch.server.ingest.store import MAX_EVENT_BYTES, IngestStatus, store_messages
 from gridwatch.server.models import DeadLetter, EventRecord
@@ -66,8 +66,9 @@ def valid_template(draw: st.DrawFn) -> dict[str, Any]:
 
 REQUIRED = ("incident_id", "type", "phase", "site_id", "node_id", "camera_id", "zone_id", "started_at",
             "observed_at")
-# Keys the contract knows besides a template's (``schema_`` is the field name behind the ``schema`` alias).
-OPTIONAL = ("event_id", "incident_id", "ended_at", "snapshot", "source_time_s", "schema_")
+# Keys the contract knows (each field's name and its alias: ``schema_`` is behind ``schema``), read from the
+# model so a field added later (``seq`` was) is never generated as an "unknown" key that must be refused.
+OPTIONAL = tuple({name for name, field in Event.model_fields.items() for name in (name, field.alias) if name})
 # Values no required field accepts (ids are patterned strings, type/phase enums, times zoned ISO strings).
 # Not integers: the contract model takes a number as Unix time for started_at/observed_at, although
 # the published JSON Schema asks for a zoned ISO string (reported; a contract decision, not ingest's).
