@@ -137,6 +137,14 @@ def test_a_negative_example_from_the_console_refits_the_running_matcher(
         unused = payload.replace(b'"meituan"', b'"jd"')
         assert not remote.apply(topics.uniform_examples_topic(SITE, "jd"), unused)
         assert matcher.profiles["meituan"] is refitted
+
+        # A zone reload rebuilds the courier rule: its new matcher loads the enrolled file, then gets the refit.
+        rebuilt = UniformMatcher(matcher.uniforms, embedder)
+        matchers = [matcher, rebuilt]
+        remote.matchers = lambda: matchers
+        assert rebuilt.profiles["meituan"] is not refitted
+        assert remote.reapply() == 1 and rebuilt.profiles["meituan"] is refitted
+        assert remote.reapply() == 0
     finally:
         remote.stop()
         client.disconnect()

@@ -147,6 +147,23 @@ class RemoteUniforms:
                  len(message.examples), message.version, profile.threshold, separation.line())
         return True
 
+    def reapply(self) -> int:
+        """Give refitted profiles to matchers built since (a zone reload rebuilds a courier rule, whose new
+        matcher loads the enrolled file again); returns how many matchers changed. Cheap, no I/O: the
+        runner calls it from its monitor loop. A matcher whose file profile is not the one refitted
+        from (the file was re-enrolled) keeps the file's: a new enrolment outranks old examples."""
+        changed = 0
+        for uniform_id, profile in list(self.refitted.items()):
+            base = self.base[uniform_id]
+            for matcher in self.matchers():
+                current = matcher.profiles.get(uniform_id)
+                if current is None or current is profile:
+                    continue
+                if current.bias == base.bias and np.array_equal(current.weights, base.weights):
+                    matcher.profiles = {**matcher.profiles, uniform_id: profile}
+                    changed += 1
+        return changed
+
 
 def courier_matchers(pipelines: list[Any]) -> list[UniformMatcher]:
     """The uniform matchers of the courier rules the pipelines run now."""

@@ -221,6 +221,7 @@ class LiveNode:
         """Check health a few times a second; publish on every change and every status period."""
         next_report = 0.0
         while not self.stopping.wait(min(0.5, self.status_period_s)):
+            self.remote_uniforms.reapply()  # courier rules a zone reload rebuilt get the refitted profiles
             now = time.monotonic()
             changed = [h.check(now) for h in self.health]
             due = now >= next_report
