@@ -24,6 +24,7 @@ TICKET_TRANSITION_SCHEMA = "gridwatch.ticket-transition/1"
 GATE_COMMAND_SCHEMA = "gridwatch.gate-command/1"
 GATE_ACK_SCHEMA = "gridwatch.gate-ack/1"
 CAMERA_CONFIG_SCHEMA = "gridwatch.camera-config/1"
+UNIFORM_EXAMPLES_SCHEMA = "gridwatch.uniform-examples/1"
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 # ISO-8601 with a zone. The pattern makes the JSON Schema as strict as the model: validators that do
@@ -270,6 +271,33 @@ class CameraConfig(_Payload):
     zones: ZoneList = Field(description="The camera's zones, as under cameras[].zones in the edge config.")
 
 
+class UniformExample(_Payload):
+    """One person crop a supervisor marked, in the console, as (not) wearing the uniform."""
+
+    crop_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The crop's snapshot hash.")
+    label: Literal["positive", "negative"] = Field(
+        description="positive: the person wears the uniform; negative: an ordinary person of the site it was "
+        "mistaken for (or might be).")
+    url: str = Field(pattern=r"^/api/snapshots/[0-9a-f]{64}$",
+                     description="Where the node fetches the crop, relative to its server.url (with its token).")
+    event_id: HexId = Field(description="The event the crop was taken from.")
+    added_at: Timestamp
+
+
+class UniformExamples(_Payload):
+    """Every example added in the console to one uniform at one site, published retained by the server.
+
+    A node that knows the uniform refits its profile with the enrolment's own photos plus these, and
+    swaps the matcher without restarting; a ``version`` no newer than the one it applied is ignored.
+    """
+
+    schema_: str = Field(UNIFORM_EXAMPLES_SCHEMA, alias="schema", pattern=r"^gridwatch\.uniform-examples/1$")
+    site_id: Id
+    uniform_id: Id
+    version: int = Field(ge=1, le=2**63 - 1, description="Increases with every example added.")
+    examples: list[UniformExample] = Field(max_length=2000)
+
+
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "event": Event,
     "node-status": NodeStatus,
@@ -278,6 +306,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "gate-command": GateCommand,
     "gate-ack": GateAck,
     "camera-config": CameraConfig,
+    "uniform-examples": UniformExamples,
 }
 
 

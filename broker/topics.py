@@ -10,6 +10,7 @@ layout and no code formats topic strings by hand::
     gridwatch/v1/<site>/<node>/commands/ack           a device's acknowledgement of a command (QoS 1)
     gridwatch/v1/<site>/<node>/<camera>/config        a camera's zones from the console, server → node (retained)
     gridwatch/v1/<site>/_tickets/<ticket>/transitions ticket lifecycle, server → integrators (QoS 1)
+    gridwatch/v1/<site>/_uniforms/<uniform>/examples  a uniform's examples from the console, server → nodes (retained)
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ TICKET_TRANSITIONS_SUBSCRIPTION = f"{PREFIX}/+/_tickets/+/transitions"
 COMMANDS_FILTER = f"{PREFIX}/+/+/commands"  # every node's commands (the server writes there)
 COMMAND_ACKS_FILTER = f"{COMMANDS_FILTER}/ack"  # every gate controller's answers (the server reads)
 CONFIGS_FILTER = f"{PREFIX}/+/+/+/config"  # every camera's config (the server writes there)
+# `_uniforms`, like `_tickets`, sits where node ids go: no node can publish a site's uniform examples.
+UNIFORM_EXAMPLES_FILTER = f"{PREFIX}/+/_uniforms/+/examples"  # every site's uniform examples (the server writes)
 
 
 class TopicError(ValueError):
@@ -141,3 +144,26 @@ def ticket_transitions_topic(site_id: str, ticket_id: int) -> str:
     if not isinstance(ticket_id, int) or isinstance(ticket_id, bool) or ticket_id < 1:
         raise TopicError(f"ticket_id {ticket_id!r} is not a positive integer")
     return "/".join((PREFIX, check_id("site_id", site_id), "_tickets", str(ticket_id), "transitions"))
+
+
+def uniform_examples_topic(site_id: str, uniform_id: str) -> str:
+    """Where the server publishes the examples a supervisor added to one uniform (QoS 1, retained).
+
+    Per site, not per node: every node of the site that knows the uniform refits its profile from
+    them. Retained, so a node that was offline gets the newest list when it subscribes.
+    """
+    return "/".join((PREFIX, check_id("site_id", site_id), "_uniforms", check_id("uniform_id", uniform_id),
+                     "examples"))
+
+
+def site_uniform_examples_filter(site_id: str) -> str:
+    """The one subscription a node needs for its site's uniform examples (and all its ACL lets it read of them)."""
+    return "/".join((PREFIX, check_id("site_id", site_id), "_uniforms", "+", "examples"))
+
+
+def parse_uniform_examples_topic(topic: str) -> tuple[str, str]:
+    """(site_id, uniform_id) of a uniform examples topic; raise TopicError for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[:2] != [ROOT, VERSION] or parts[3] != "_uniforms" or parts[5] != "examples":
+        raise TopicError(f"not a {PREFIX} uniform examples topic: {topic!r}")
+    return check_id("site_id", parts[2]), check_id("uniform_id", parts[4])

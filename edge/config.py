@@ -207,7 +207,8 @@ class Mqtt(StrictModel):
 
 class Server(StrictModel):
     url: str | None = Field(None, description="Base URL of the GridWatch server, for snapshot upload.")
-    token: str | None = Field(None, description="API token with scope snapshots:write, sent as a Bearer token.")
+    token: str | None = Field(None, description="API token with scope snapshots:write (and read, to fetch the "
+                              "uniform examples added in the console), sent as a Bearer token.")
 
 
 class OutboxSettings(StrictModel):

@@ -489,6 +489,29 @@ class EvidenceAccess(Base):
     )
 
 
+class UniformExample(Base):
+    """A person crop a supervisor added, from an event, as a positive or negative example of a uniform;
+    the site's list per uniform is published retained for its edge nodes to refit the profile with."""
+
+    __tablename__ = "uniform_examples"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    uniform_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    crop_sha256: Mapped[str] = mapped_column(sa.String(SHA256_HEX))
+    label: Mapped[str] = mapped_column(sa.String(8))  # positive | negative
+    event_id: Mapped[str] = mapped_column(sa.String(HEX32))
+    added_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        # One crop is one example of a uniform: adding it again (or with the other label) is refused.
+        sa.UniqueConstraint("site_id", "uniform_id", "crop_sha256",
+                            name="uq_uniform_examples_site_id_uniform_id_crop_sha256"),
+        sa.CheckConstraint("label IN ('positive', 'negative')", name="label"),
+    )
+
+
 class NodeSequence(Base):
     """The highest event ``seq`` seen from one edge node (server/ingest/sequence.py); the first one seen is
     the baseline, so a server that joins late does not report a node's whole history as lost."""

@@ -273,3 +273,14 @@ def test_bad_camera_config_fails_committed_schema_and_model(bad: dict[str, Any],
 def test_camera_config_zone_ids_unique() -> None:
     with pytest.raises(ValidationError, match="zone ids must be unique"):
         CameraConfig.model_validate(config_dict(zones=[LOBBY, LOBBY]))
+
+
+def test_uniform_examples_topic_round_trip_and_site_filter() -> None:
+    topic = topics.uniform_examples_topic("site-1", "meituan")
+    assert topic == "gridwatch/v1/site-1/_uniforms/meituan/examples"
+    assert topics.parse_uniform_examples_topic(topic) == ("site-1", "meituan")
+    assert topics.site_uniform_examples_filter("site-1") == "gridwatch/v1/site-1/_uniforms/+/examples"
+    with pytest.raises(topics.TopicError):
+        topics.uniform_examples_topic("site-1", "a/b")
+    with pytest.raises(topics.TopicError):
+        topics.parse_uniform_examples_topic(topics.camera_config_topic("site-1", "n", "c"))

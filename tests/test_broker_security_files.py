@@ -84,12 +84,12 @@ def test_acl_grants_exactly_the_contract(site_dir: Path) -> None:
         "topic write gridwatch/v1/s1/gate/+/status\ntopic write gridwatch/v1/s1/gate/+/events\n"
         "topic write gridwatch/v1/s1/gate/commands\ntopic write gridwatch/v1/s1/gate/commands/ack\n"
         "topic read gridwatch/v1/s1/gate/commands\ntopic read gridwatch/v1/s1/gate/commands/ack\n"
-        "topic read gridwatch/v1/s1/gate/+/config",
+        "topic read gridwatch/v1/s1/gate/+/config\ntopic read gridwatch/v1/s1/_uniforms/+/examples",
         "# server server\nuser server\ntopic read gridwatch/v1/+/+/+/events\ntopic read gridwatch/v1/+/+/status\n"
         "topic read gridwatch/v1/+/+/+/status\ntopic read gridwatch/v1/+/+/commands/ack\n"
         "topic write gridwatch/v1/+/+/commands\n"
         "topic write gridwatch/v1/+/_tickets/+/transitions\n"
-        "topic write gridwatch/v1/+/+/+/config\n",
+        "topic write gridwatch/v1/+/+/+/config\ntopic write gridwatch/v1/+/_uniforms/+/examples\n",
     ]
 
 

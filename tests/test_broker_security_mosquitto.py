@@ -340,3 +340,18 @@ def test_revoked_node_refused(site: Site, clients: list[Client]) -> None:
     loopback = connect(clients, site, "node-r@site-a", tls=False, password=password)
     assert not loopback.accepted, "its password must be gone"
     assert loopback.reason is not None and loopback.reason.value in NOT_AUTHORIZED
+
+
+def test_every_node_of_a_site_reads_its_uniform_examples_and_none_writes_them(site: Site,
+                                                                             clients: list[Client]) -> None:
+    """Uniform examples are the site's: each of its nodes reads them; only the server writes them (a box
+    that could would teach itself to open the gate for anyone)."""
+    server = connect(clients, site, "server", tls=False)
+    node_a = connect(clients, site, "node-a@site-a")
+    node_b = connect(clients, site, "node-b@site-a")
+    for node in (node_a, node_b):
+        node.subscribe(topics.site_uniform_examples_filter("site-a"))
+    node_b.publish(topics.uniform_examples_topic("site-a", "meituan"), "forged-by-b")
+    server.publish(topics.uniform_examples_topic("site-a", "meituan"), "examples")
+    assert node_a.wait_for("examples") == ["examples"]
+    assert node_b.wait_for("examples") == ["examples"]

@@ -51,4 +51,10 @@ CHANNELS = (
             publisher="server (a zone config saved in the console)",
             readers="the camera's edge node (it subscribes to {site_id}/{node_id}/+/config); integrators of the site",
             summary="A camera's zones and rules; the node applies a newer version without restarting the stream."),
+    Channel("uniformExamples", topics.uniform_examples_topic, "uniform-examples", qos=1, retain=True,
+            publisher="server (a supervisor added an event's person crop as an example in the console)",
+            readers="every edge node of the site (it subscribes to {site_id}/_uniforms/+/examples); integrators "
+            "of the site",
+            summary="A uniform's positive and negative examples; a node knowing the uniform fetches the crops "
+            "and refits its profile without restarting."),
 )

@@ -31,6 +31,7 @@ _PARAMETERS = {
     "node_id": ("The edge node (box) that publishes.", "gate-north"),
     "camera_id": ("The camera on that node.", "cam-1"),
     "ticket_id": ("The server's ticket number.", "17"),
+    "uniform_id": ("The uniform (its id in the edge's uniform catalogue).", "meituan"),
 }
 
 

@@ -18,6 +18,8 @@ from gridwatch.broker.contract import (
     NodeStatus,
     Phase,
     TicketTransition,
+    UniformExample,
+    UniformExamples,
 )
 
 _T0 = datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
@@ -65,4 +67,10 @@ def examples() -> dict[str, list[tuple[str, str, Any]]]:
                                "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]],
                                "rules": [{"type": "loitering", "min_dwell_s": 60, "update_every_s": 10}]}],
                                **_PLACE))],
+        "uniform-examples": [("oneNegative", "A supervisor marked a resident in a red coat as not a meituan courier.",
+                              UniformExamples(site_id="demo-compound", uniform_id="meituan", version=1, examples=[
+                                  UniformExample(crop_sha256="ab" * 32, label="negative",
+                                                 url=f"/api/snapshots/{'ab' * 32}",
+                                                 event_id="0c4f2a9e8b7d6c5b4a39281706f5e4d3",
+                                                 added_at=_T0 + timedelta(minutes=5))]))],
     }

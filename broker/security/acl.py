@@ -8,8 +8,10 @@ a revoked one, may do nothing, and anonymous clients are refused outright by the
 * a node publishes only under its own prefix ``gridwatch/v1/<site>/<node>/``, and there only the
   topics a node sends (events, statuses and its last will, gate commands and their acks): never a
   camera ``config``, which comes from the server alone. It reads only its own commands topic and
-  its own cameras' configs (``<site>/<node>/+/config``);
-* a server reads every event and status, writes any node's commands and any camera's config, and
+  its own cameras' configs (``<site>/<node>/+/config``), and its site's uniform examples
+  (``<site>/_uniforms/+/examples``);
+* a server reads every event and status, writes any node's commands, any camera's config and any
+  site's uniform examples, and
   publishes ticket transitions;
 * an integrator reads its own site's subtree and writes nothing. That subtree includes the site's
   camera configs: zone polygons and rules are the site's own data (a property platform may draw
@@ -41,12 +43,13 @@ def rules(principal: Principal) -> list[tuple[str, str]]:
         return [*(("write", topic_filter) for topic_filter in writes),
                 ("read", node_commands_topic(principal.site_id, principal.name)),
                 ("read", node_command_ack_topic(principal.site_id, principal.name)),
-                ("read", topics.node_configs_filter(principal.site_id, principal.name))]
+                ("read", topics.node_configs_filter(principal.site_id, principal.name)),
+                ("read", topics.site_uniform_examples_filter(principal.site_id))]
     if principal.kind is Kind.SERVER:
         reads = [("read", topic_filter) for topic_filter in
                  (topics.EVENTS_SUBSCRIPTION, *topics.STATUS_SUBSCRIPTIONS, topics.COMMAND_ACKS_FILTER)]
         return [*reads, ("write", topics.COMMANDS_FILTER), ("write", topics.TICKET_TRANSITIONS_SUBSCRIPTION),
-                ("write", topics.CONFIGS_FILTER)]
+                ("write", topics.CONFIGS_FILTER), ("write", topics.UNIFORM_EXAMPLES_FILTER)]
     assert principal.site_id is not None
     return [("read", f"{topics.PREFIX}/{topics.check_id('site_id', principal.site_id)}/#")]
 

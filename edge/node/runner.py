@@ -31,6 +31,7 @@ from gridwatch.edge.evidence.snapshots import EvidenceStore
 from gridwatch.edge.node.health import CameraHealth
 from gridwatch.edge.node.pipeline import CameraPipeline
 from gridwatch.edge.node.remote_config import RemoteZones
+from gridwatch.edge.node.remote_uniforms import RemoteUniforms, courier_matchers
 from gridwatch.edge.node.scheduler import Scheduler
 from gridwatch.edge.perception.detect import DetectorError, OnnxDetector
 from gridwatch.edge.rules.courier import CourierLog
@@ -182,6 +183,9 @@ class LiveNode:
         self.health = [CameraHealth(reader, pipeline, slot, self.engine.detector) for reader, pipeline, slot
                        in zip(self.engine.readers, self.engine.pipelines, self.engine.scheduler.slots, strict=True)]
         self.remote_zones = RemoteZones(publisher.client, config, self.engine.pipelines, self.engine.scheduler)
+        pipelines = self.engine.pipelines
+        self.remote_uniforms = RemoteUniforms(publisher.client, config.site_id, config.server.url, config.server.token,
+                                              lambda: courier_matchers(pipelines))
         self.stopping = threading.Event()
         self.monitor = threading.Thread(target=self._monitor, name="camera-health", daemon=True)
 
@@ -191,10 +195,12 @@ class LiveNode:
         self.engine.start()
         self.monitor.start()
         self.remote_zones.start()
+        self.remote_uniforms.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
         self.remote_zones.stop()
+        self.remote_uniforms.stop()
         self.engine.stop(timeout)
         self.monitor.join(timeout)
         for pipeline in self.engine.pipelines:
@@ -215,6 +221,7 @@ class LiveNode:
         """Check health a few times a second; publish on every change and every status period."""
         next_report = 0.0
         while not self.stopping.wait(min(0.5, self.status_period_s)):
+            self.remote_uniforms.reapply()  # courier rules a zone reload rebuilt get the refitted profiles
             now = time.monotonic()
             changed = [h.check(now) for h in self.health]
             due = now >= next_report

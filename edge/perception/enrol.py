@@ -18,7 +18,7 @@ import numpy as np
 
 from gridwatch.edge.capture.source import FrameSource, Sampler
 from gridwatch.edge.perception.detect import OnnxDetector
-from gridwatch.edge.perception.uniforms import Person, Profile, colour_features, describe, features, load_image
+from gridwatch.edge.perception.uniforms import Person, Profile, describe, features, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MIN_PERSON_SCORE = 0.5
@@ -161,13 +161,19 @@ def train(uniform_id: str, positives: list[Person], negatives: list[Person],
         raise ValueError(f"{len(negatives)} site negatives: enrolment needs at least 10 ordinary people")
     pos = np.stack([features(p) for p in positives])
     neg = np.stack([features(p) for p in negatives])
+    return train_rows(uniform_id, pos, neg, len(positives[0].chroma), max_false_accept)
+
+
+def train_rows(uniform_id: str, pos: np.ndarray, neg: np.ndarray, colour_dims: int,
+               max_false_accept: float) -> tuple[Profile, Separation]:
+    """:func:`train` on feature rows (``features``: the first ``colour_dims`` are the colour screen's
+    input), so a profile can be refitted from its stored rows plus new examples without the photos."""
     pos_scores, neg_scores = out_of_fold(pos, neg, min(5, len(pos)))
     threshold = calibrated_threshold(neg_scores, max_false_accept)
     separation = Separation(len(pos), len(neg), float((pos_scores >= threshold).mean()),
                             float((neg_scores >= threshold).mean()), round(auc(pos_scores, neg_scores), 4))
     w, b = fit(pos, neg)
-    pos_colour = np.stack([colour_features(p) for p in positives])
-    neg_colour = np.stack([colour_features(p) for p in negatives])
+    pos_colour, neg_colour = pos[:, :colour_dims], neg[:, :colour_dims]
     screen_pos, _ = out_of_fold(pos_colour, neg_colour, min(5, len(pos)), SCREEN_L2, SCREEN_STEPS)
     screen = round(min(MAX_SCREEN, SCREEN_SHARE * float(screen_pos.min())), 6)
     screen_w, screen_b = fit(pos_colour, neg_colour, SCREEN_L2, SCREEN_STEPS)
@@ -177,3 +183,13 @@ def train(uniform_id: str, positives: list[Person], negatives: list[Person],
                        "false_accept": round(separation.false_accept, 4), "auc": separation.auc},
                       pos, neg, screen_w, screen_b, screen)
     return profile, separation
+
+
+def refit(base: Profile, positives: list[Person], negatives: list[Person]) -> tuple[Profile, Separation]:
+    """The enrolled profile refitted with examples added in the console: its own enrolment rows plus
+    these people, threshold recalibrated for the same false-accept target. Always from ``base`` (the
+    enrolled file), never from an earlier refit, so the same example list gives the same profile."""
+    pos = np.concatenate([base.positives, *([np.stack([features(p) for p in positives])] if positives else [])])
+    neg = np.concatenate([base.negatives, *([np.stack([features(p) for p in negatives])] if negatives else [])])
+    return train_rows(base.uniform_id, pos.astype(np.float32), neg.astype(np.float32), len(base.screen_weights),
+                      base.max_false_accept)

@@ -3,6 +3,7 @@
 import { get, query } from "../api.js";
 import { data, h, svg } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
+import { exampleForm } from "./examples.js";
 
 // The ticket the picture is shown as evidence of goes along for the server's evidence access log.
 const snapshotUrl = (sha, ticketId) => `/api/snapshots/${sha}` + (ticketId ? `?ticket_id=${ticketId}` : "");
@@ -44,8 +45,9 @@ async function cameraZones(event) {
   }
 }
 
-// ``linkTicket``: offer to open the event's ticket (not when the ticket is what is on screen).
-export async function evidence(event, { linkTicket = true } = {}) {
+// ``linkTicket``: offer to open the event's ticket (not when the ticket is what is on screen);
+// ``me``: who is looking (a supervisor may add the event's person crop as a uniform example).
+export async function evidence(event, { linkTicket = true, me = null } = {}) {
   const payload = event.payload || {};
   const size = payload.snapshot || null;
   const box = payload.object ? payload.object.box : null;
@@ -64,6 +66,8 @@ export async function evidence(event, { linkTicket = true } = {}) {
     row.append(h("p", { class: "muted" }, t("evidence.none")));
   }
   panel.append(row);
+  const examples = await exampleForm(event, me);
+  if (examples) panel.append(examples);
   if (event.ticket_id !== null && event.ticket_id !== undefined) {
     const ticket = await get(`/api/tickets/${event.ticket_id}`);
     const after = ticket.latest_snapshot_sha256;

@@ -34,7 +34,7 @@ function select(name, options, labelOf) {
       options.map((value) => h("option", { value }, labelOf(value)))));
 }
 
-export async function feedView(root) {
+export async function feedView(root, me) {
   const filters = h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
     h("label", {}, t("feed.filter.site"), " ", h("input", { name: "site_id", size: 14 })),
     h("label", {}, t("feed.filter.camera"), " ", h("input", { name: "camera_id", size: 14 })),
@@ -62,7 +62,7 @@ export async function feedView(root) {
       for (const other of list.querySelectorAll(".selected")) other.classList.remove("selected");
       item.classList.add("selected");
       clear(detail).append(h("p", { class: "muted" }, t("common.loading")));
-      clear(detail).append(await evidence(e));
+      clear(detail).append(await evidence(e, { me }));
     };
     item.addEventListener("click", open);
     item.addEventListener("keydown", (k) => { if (k.key === "Enter") open(); });

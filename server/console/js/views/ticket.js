@@ -133,7 +133,7 @@ export async function ticketView(root, me, id) {
       fact("ticket.linked", ticket.previous_ticket_id
         ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—")));
     const first = ticket.events[0];
-    if (first) body.append(await evidence(first, { linkTicket: false }));
+    if (first) body.append(await evidence(first, { linkTicket: false, me }));
     body.append(h("h3", {}, t("ticket.audit")), h("table", { class: "audit" },
       h("thead", {}, h("tr", {}, ["audit.at", "audit.action", "audit.from_to", "audit.actor", "audit.details"].map((k) => h("th", {}, t(k))))),
       h("tbody", {}, trail.map((entry) => h("tr", { dataset: { action: entry.action } },
