@@ -1,6 +1,6 @@
-"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|replicas ...]``: the edge
-benchmarks (all by default), and ``replicas`` (server ingest on the clustered broker, bench/replicas.py) when
-named."""
+"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|uniform-cost|replicas ...]``:
+the edge benchmarks (all by default); ``uniform-cost`` (the uniform half of ``overhead`` alone) and ``replicas``
+(server ingest on the clustered broker, bench/replicas.py) only when named."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _replicas() -> None:
 
 
 # Server-side benchmarks start a broker cluster and PostgreSQL databases: only when named.
-ON_REQUEST = {"replicas": _replicas}
+# ``uniform-cost`` is already part of ``overhead``: alone, it takes seconds, not the engine's minutes.
+ON_REQUEST = {"replicas": _replicas, "uniform-cost": uniforms.cost}
 
 
 def main(argv: list[str]) -> None:

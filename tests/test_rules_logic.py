@@ -160,3 +160,34 @@ def test_an_uncertain_person_never_becomes_a_courier() -> None:
     rule = CourierDetector("gate", CourierRule(type="courier", uniforms=("jd", "hivis")),
                            UniformMatcher([catalogue()["jd"], catalogue()["hivis"]]), clock, log)
     assert visit(rule, 1, RED_ORANGE, 0, 8) + idle(rule, 8, 12) == []
+
+
+class CountingEmbedder:
+    """Stands in for OSNet: a fixed unit vector, and how many crops it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.crops = 0
+
+    def embed(self, crops: list[np.ndarray], size: tuple[int, int] | None = None) -> np.ndarray:
+        self.crops += len(crops)
+        return np.full((len(crops), 512), 512 ** -0.5, np.float32)
+
+
+def test_the_appearance_model_runs_once_per_track_not_per_vote(tmp_path) -> None:
+    """OSNet costs about a detection; the rule pays it at a track's first colour candidate only."""
+    from gridwatch.edge.config import Uniform
+    from gridwatch.edge.perception.uniforms import Profile
+
+    size = 25 + 512
+    accept_all = Profile("vest", np.zeros(size, np.float32), 5.0, 0.5, 0.01, {}, np.zeros((1, size), np.float32),
+                         np.zeros((1, size), np.float32), np.zeros(25, np.float32), 0.0, 0.4)
+    accept_all.save(tmp_path / "vest.json")
+    embedder = CountingEmbedder()
+    matcher = UniformMatcher([Uniform(id="vest", name={"en": "Vest"}, profile=str(tmp_path / "vest.json"))], embedder)
+    clock = lambda s: datetime(2025, 5, 1, 12).astimezone() + timedelta(seconds=s)  # noqa: E731
+    rule = CourierDetector("gate", CourierRule(type="courier", uniforms=("vest",), min_votes=3), matcher, clock,
+                           CourierLog())
+    events = visit(rule, 1, ORANGE, 0, 1.5) + visit(rule, 2, ORANGE, 10, 1.5)
+    starts = [(e.attributes["uniform_id"], e.attributes["votes"]) for e in events if e.phase == Phase.START]
+    assert starts == [("vest", 3), ("vest", 3)]
+    assert embedder.crops == 2  # one per person, not one per vote

@@ -52,28 +52,33 @@ def normalise(image: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def lab_chroma(normalised: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel Lab hue angle (degrees 0..360) and chroma of a normalised BGR image."""
+    """Per-pixel Lab hue angle (degrees 0..360) and chroma of a normalised BGR image.
+
+    Computed once per torso and handed to both descriptors below: the Lab conversion is the
+    costliest step of a person that never reaches OSNet. A degenerate (empty) crop has no pixels."""
+    if normalised.size == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
     lab = cv2.cvtColor(normalised, cv2.COLOR_BGR2Lab).reshape(-1, 3)
     a, b = lab[:, 1], lab[:, 2]
     return np.degrees(np.arctan2(b, a)) % 360.0, np.hypot(a, b)
 
 
-def chroma_histogram(normalised: np.ndarray) -> np.ndarray:
-    """The torso as a lightness-free colour histogram: [neutral, hue sectors x (weak, strong)], sum 1."""
-    if normalised.size == 0:
+def chroma_histogram(hue: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """The torso (``lab_chroma`` of it) as a lightness-free colour histogram: [neutral, hue sectors x
+    (weak, strong)], sum 1."""
+    if hue.size == 0:
         return np.zeros(DESCRIPTOR_SIZE, np.float32)
-    hue, chroma = lab_chroma(normalised)
     sector = (hue / (360.0 / HUE_BINS)).astype(np.int64) % HUE_BINS
     index = np.where(chroma < NEUTRAL_CHROMA, 0, 1 + 2 * sector + (chroma >= STRONG_CHROMA))
     histogram = np.bincount(index, minlength=DESCRIPTOR_SIZE).astype(np.float32)
     return histogram / max(float(histogram.sum()), 1.0)
 
 
-def colour_share(normalised: np.ndarray, hex_colour: str, hue_tolerance: float) -> float:
-    """Share of the torso's pixels within ``hue_tolerance`` degrees of the reference hue, strongly coloured."""
-    if normalised.size == 0:
+def colour_share(hue: np.ndarray, chroma: np.ndarray, hex_colour: str, hue_tolerance: float) -> float:
+    """Share of the torso's pixels (``lab_chroma`` of it) within ``hue_tolerance`` degrees of the
+    reference hue, strongly coloured."""
+    if hue.size == 0:
         return 0.0
-    hue, chroma = lab_chroma(normalised)
     reference, reference_chroma, _ = reference_lab(hex_colour)
     distance = np.abs((hue - reference + 180.0) % 360.0 - 180.0)
     return float(((distance <= hue_tolerance) & (chroma >= max(STRONG_CHROMA, 0.4 * reference_chroma))).mean())

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from gridwatch.edge.config import Uniform
-from gridwatch.edge.perception.colour import chroma_histogram, colour_share, illuminant, normalise
+from gridwatch.edge.perception.appearance import UNIFORM_SIZE
+from gridwatch.edge.perception.colour import chroma_histogram, colour_share, illuminant, lab_chroma, normalise
 
 # The torso inside a person box: below the head and shoulders, above the hips, without the arms' edges.
 TORSO = (0.20, 0.55, 0.20, 0.80)  # top, bottom, left, right as fractions of the box
@@ -54,19 +55,23 @@ class Person:
     """One person under a neutral illuminant: the torso's chroma histogram and, if asked, the body's OSNet vector."""
 
     chroma: np.ndarray
-    normalised_torso: np.ndarray
+    torso_hue: np.ndarray     # per-pixel Lab hue and chroma of the normalised torso, for colour-only uniforms
+    torso_chroma: np.ndarray
     embedding: np.ndarray | None
+
+
+def body_embedding(image: np.ndarray, box: np.ndarray, embedder, light: np.ndarray) -> np.ndarray:
+    """The whole body's OSNet vector under a neutral illuminant, at the uniform input size."""
+    body = (normalise(person_crop(image, box), light) * 255).astype(np.uint8)
+    return embedder.embed([body], UNIFORM_SIZE)[0]
 
 
 def describe(image: np.ndarray, box: np.ndarray, embedder=None, light: np.ndarray | None = None) -> Person:
     """A person box described independently of the frame's brightness and white balance."""
     light = illuminant(image) if light is None else light
-    chest = normalise(torso(image, box), light)
-    embedding = None
-    if embedder is not None:
-        body = (normalise(person_crop(image, box), light) * 255).astype(np.uint8)
-        embedding = embedder.embed([body])[0]
-    return Person(chroma_histogram(chest), chest, embedding)
+    hue, chroma = lab_chroma(normalise(torso(image, box), light))
+    embedding = None if embedder is None else body_embedding(image, box, embedder, light)
+    return Person(chroma_histogram(hue, chroma), hue, chroma, embedding)
 
 
 def features(person: Person) -> np.ndarray:
@@ -90,7 +95,8 @@ class Profile:
 
     ``screen_*`` is a colour-only classifier fitted on the same photos: a person it scores below
     ``screen`` (set under every enrolment photo's held-out colour score) is rejected without running
-    OSNet, which costs as much as a detection; only colour candidates pay for the appearance model.
+    OSNet; only colour candidates pay for the appearance model, once per track (the courier rule
+    reuses the vector for the track's later detections).
     """
 
     uniform_id: str
@@ -164,10 +170,21 @@ class UniformMatcher:
                 self.profiles[uniform.id] = Profile.load(uniform.profile)
 
     def match(self, image: np.ndarray, box: np.ndarray, light: np.ndarray | None = None) -> Match:
+        return self.decide(self.describe(image, box, light))
+
+    def describe(self, image: np.ndarray, box: np.ndarray, light: np.ndarray | None = None,
+                 embedding: np.ndarray | None = None) -> Person:
+        """The person as the profiles need them: OSNet runs only for a colour candidate of an enrolled
+        profile, and not at all when ``embedding`` (the same track's, from an earlier detection) is
+        given — the body's appearance does not change between a track's detections, its torso's
+        colour is re-read every time."""
+        light = illuminant(image) if light is None else light
         person = describe(image, box, None, light)
-        if self.profiles and any(p.screen_score(colour_features(person)) >= p.screen for p in self.profiles.values()):
-            person = describe(image, box, self.embedder, light)  # a colour candidate: now the appearance model
-        return self.decide(person)
+        if not self.profiles or all(p.screen_score(colour_features(person)) < p.screen for p in self.profiles.values()):
+            return person
+        if embedding is None:
+            embedding = body_embedding(image, box, self.embedder, light)
+        return Person(person.chroma, person.torso_hue, person.torso_chroma, embedding)
 
     def decide(self, person: Person) -> Match:
         scored: list[tuple[float, bool, str]] = []
@@ -181,7 +198,8 @@ class UniformMatcher:
                 score = profile.score(features(person))
                 scored.append((score, score >= profile.threshold, uniform.id))
             else:
-                share = max(colour_share(person.normalised_torso, c, uniform.hue_tolerance) for c in uniform.colours)
+                share = max(colour_share(person.torso_hue, person.torso_chroma, c, uniform.hue_tolerance)
+                            for c in uniform.colours)
                 score = COLOUR_ONLY_CAP * min(1.0, share / uniform.min_fraction)
                 scored.append((score, share >= uniform.min_fraction, uniform.id))
         scored.sort(key=lambda s: s[0], reverse=True)
