@@ -8,18 +8,12 @@ this process applied last for that camera; it goes through the same check and sw
 A payload that is not a valid config, names another node or an unknown camera, or would need a
 restart is logged with the field and ignored: the zones running stay.
 
-The subscription rides on the node's one MQTT connection (the publisher's paho client): a second
-connection per node would need a second identity in the broker's ACL. paho runs callbacks on its
-network thread, so messages are handed to a worker thread: waiting for a camera's scheduler slot
-must not stall keepalives and PUBACKs.
+The subscription and its worker thread are :class:`~gridwatch.edge.node.subscription.NodeSubscription`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from typing import Any
 
 import paho.mqtt.client as paho
 from pydantic import ValidationError
@@ -30,55 +24,19 @@ from gridwatch.edge.config import ConfigError, EdgeConfig, readable_errors
 from gridwatch.edge.node.pipeline import CameraPipeline
 from gridwatch.edge.node.reload import restart_needed, running_config, swap_zones, with_zones
 from gridwatch.edge.node.scheduler import Scheduler
+from gridwatch.edge.node.subscription import NodeSubscription
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
-
-class RemoteZones:
+class RemoteZones(NodeSubscription):
     """Applies console-pushed camera configs to a live node's pipelines."""
 
     def __init__(self, client: paho.Client, config: EdgeConfig, pipelines: list[CameraPipeline],
                  scheduler: Scheduler) -> None:
-        self.client, self.config, self.pipelines, self.scheduler = client, config, pipelines, scheduler
-        self.filter = topics.node_configs_filter(config.site_id, config.node_id)
+        super().__init__(client, topics.node_configs_filter(config.site_id, config.node_id), what="camera config",
+                         stop_timeout_s=5.0)
+        self.config, self.pipelines, self.scheduler = config, pipelines, scheduler
         self.applied: dict[str, int] = {}  # camera id -> version applied by this process
-        self.inbox: queue.Queue[Any] = queue.Queue()
-        self.worker = threading.Thread(target=self._work, name="remote-config", daemon=True)
-
-    def start(self) -> RemoteZones:
-        """Subscribe now if connected, and again on every connect (a broker that lost the session)."""
-        self.worker.start()
-        self.client.message_callback_add(self.filter, self._on_message)
-        previous = self.client.on_connect
-
-        def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-            if previous is not None:
-                previous(client, userdata, flags, reason, properties)
-            if not reason.is_failure:
-                client.subscribe(self.filter, qos=1)
-
-        self.client.on_connect = on_connect
-        if self.client.is_connected():  # a retained config delivered twice is ignored by its version
-            self.client.subscribe(self.filter, qos=1)
-        return self
-
-    def stop(self) -> None:
-        self.client.message_callback_remove(self.filter)
-        if self.worker.is_alive():
-            self.inbox.put(_STOP)
-            self.worker.join(5)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put((message.topic, message.payload))
-
-    def _work(self) -> None:
-        while (item := self.inbox.get()) is not _STOP:
-            try:
-                self.apply(*item)
-            except Exception:  # one bad message must not end the node's config updates
-                log.exception("camera config on %s not applied", item[0])
 
     def apply(self, topic: str, payload: bytes) -> bool:
         """Apply one config message; False (and a log line naming why) when the running zones stay."""

@@ -15,15 +15,13 @@ of this node uses, a message for another site, or one whose version is not newer
 applied. A crop that cannot be fetched fails the whole refit: half a list would silently teach less
 than the supervisor asked for; the retained message is retried on the next reconnect.
 
-Like :mod:`remote_config`, the subscription rides the publisher's MQTT connection and the work
-(downloads, OSNet, fitting) runs on a worker thread, never on paho's network thread.
+Like :mod:`remote_config`, it is a :class:`~gridwatch.edge.node.subscription.NodeSubscription`: the
+work (downloads, OSNet, fitting) runs on its worker thread, never on paho's network thread.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -35,12 +33,12 @@ from pydantic import ValidationError
 
 from gridwatch.broker import topics
 from gridwatch.broker.contract import UniformExamples
+from gridwatch.edge.node.subscription import NodeSubscription
 from gridwatch.edge.perception.enrol import refit
 from gridwatch.edge.perception.uniforms import Person, Profile, UniformMatcher, describe
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 FETCH_TIMEOUT_S = 10.0
 
 
@@ -63,52 +61,18 @@ def describe_crop(image: np.ndarray, embedder: Any) -> Person:
     return describe(image, box, embedder)
 
 
-class RemoteUniforms:
+class RemoteUniforms(NodeSubscription):
     """Refits enrolled uniform profiles from console examples and swaps them into the live matchers."""
 
     def __init__(self, client: paho.Client, site_id: str, server_url: str | None, token: str | None,
                  matchers: Callable[[], list[UniformMatcher]]) -> None:
-        self.client, self.site_id, self.server_url, self.token = client, site_id, server_url, token
+        super().__init__(client, topics.site_uniform_examples_filter(site_id), what="uniform examples",
+                         stop_timeout_s=30.0)
+        self.site_id, self.server_url, self.token = site_id, server_url, token
         self.matchers = matchers  # called per message: a zone reload may have rebuilt the courier rules
-        self.filter = topics.site_uniform_examples_filter(site_id)
         self.applied: dict[str, int] = {}     # uniform id -> version applied by this process
         self.base: dict[str, Profile] = {}    # uniform id -> the enrolled profile, before any refit
         self.refitted: dict[str, Profile] = {}
-        self.inbox: queue.Queue[Any] = queue.Queue()
-        self.worker = threading.Thread(target=self._work, name="remote-uniforms", daemon=True)
-
-    def start(self) -> RemoteUniforms:
-        """Subscribe now if connected, and again on every connect (the retained list comes with it)."""
-        self.worker.start()
-        self.client.message_callback_add(self.filter, self._on_message)
-        previous = self.client.on_connect
-
-        def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-            if previous is not None:
-                previous(client, userdata, flags, reason, properties)
-            if not reason.is_failure:
-                client.subscribe(self.filter, qos=1)
-
-        self.client.on_connect = on_connect
-        if self.client.is_connected():
-            self.client.subscribe(self.filter, qos=1)
-        return self
-
-    def stop(self) -> None:
-        self.client.message_callback_remove(self.filter)
-        if self.worker.is_alive():
-            self.inbox.put(_STOP)
-            self.worker.join(30)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put((message.topic, message.payload))
-
-    def _work(self) -> None:
-        while (item := self.inbox.get()) is not _STOP:
-            try:
-                self.apply(*item)
-            except Exception:  # one bad message must not end the node's profile updates
-                log.exception("uniform examples on %s not applied", item[0])
 
     def apply(self, topic: str, payload: bytes) -> bool:
         """Refit and swap for one examples message; False (and a log line naming why) when nothing changed."""
