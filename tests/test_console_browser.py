@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -458,14 +458,18 @@ class Subscriber:
         self.client.loop_start()
         self.topic = topic
 
-    def first(self, timeout: float = 10) -> dict[str, Any]:
+    def until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10) -> list[dict[str, Any]]:
+        """The messages once ``done`` holds for them (or the timeout passed); then unsubscribes."""
         deadline = time.monotonic() + timeout
-        while not self.messages and time.monotonic() < deadline:
+        while not (self.messages and done(self.messages)) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.client.disconnect()
         self.client.loop_stop()
         assert self.messages, f"nothing arrived on {self.topic}"
-        return self.messages[0]
+        return self.messages
+
+    def first(self, timeout: float = 10) -> dict[str, Any]:
+        return self.until(bool, timeout)[0]
 
 
 def test_a_zone_moved_in_the_editor_changes_what_the_edge_replay_reports(compound: Compound, browser: Browser,

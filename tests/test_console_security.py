@@ -18,13 +18,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
+from tests import test_console_browser as console
 from tests.auth_helpers import PASSWORD
-from tests.test_console_browser import CHROMIUM, CHROMIUM_FLAGS
 
+# The console module's Chromium fixture, found by pytest under this name (one browser for this module).
+browser = console.browser
 PROXY = "127.0.0.2"  # the trusted TLS proxy's address; the tests' own requests come from 127.0.0.1
 LOCAL_HOSTS = {"127.0.0.1", "localhost", PROXY}
 
@@ -35,16 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerRunner]:
                               trusted_proxies=[PROXY], csp_allow_eval=False)  # conftest allows eval; ships strict
     with ServerRunner(settings, start_ingest=False) as runner:
         yield runner
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"the console tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

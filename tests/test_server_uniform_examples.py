@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from gridwatch.broker import topics
@@ -26,6 +23,7 @@ from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from tests.auth_helpers import PASSWORD, add_account, login
 from tests.conftest import Mosquitto, _fresh_postgres_database
+from tests.test_console_browser import Subscriber
 from tests.test_server_mqtt import Publisher
 
 SITE, NODE, CAMERA = "site-u", "gate-1", "gate-cam"
@@ -52,28 +50,6 @@ def courier_event(base_url: str, colour: tuple[int, int, int], with_crop: bool =
                  attributes=attributes, snapshot=upload(base_url, (90, 90, 90), (320, 180)),
                  object=DetectedObject.model_validate({"class": "person", "track_id": 1, "box": (0.4, 0.2, 0.6, 0.9),
                                                        "confidence": 0.9}))
-
-
-class Retained:
-    """The retained message on one topic, as an edge node subscribing later would get it."""
-
-    def __init__(self, url: str, topic: str) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"node-probe-{uuid.uuid4().hex[:6]}")
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_message = lambda _c, _u, message: self.messages.append(json.loads(message.payload))
-        host, port = url.removeprefix("mqtt://").split(":")
-        self.client.connect(host, int(port))
-        self.client.loop_start()
-
-    def latest(self, count: int, timeout: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (self.messages and len(self.messages[-1]["examples"]) >= count):
-            time.sleep(0.05)
-        self.client.disconnect()
-        self.client.loop_stop()
-        assert self.messages, "nothing retained on the uniform examples topic"
-        return self.messages[-1]
 
 
 @pytest.fixture
@@ -145,7 +121,8 @@ def test_a_supervisor_adds_examples_from_events_and_the_site_gets_them_retained(
         assert guard.get("/api/uniforms/meituan/examples").status_code == 403
 
         # What a node of the site gets on subscribing, however late: the whole list, versioned.
-        retained = Retained(server.settings.mqtt_url, topics.site_uniform_examples_filter(SITE)).latest(2)
+        retained = Subscriber(server.settings.mqtt_url, topics.site_uniform_examples_filter(SITE)).until(
+            lambda messages: len(messages[-1]["examples"]) >= 2)[-1]
         message = UniformExamples.model_validate(retained)
         assert message.uniform_id == "meituan" and message.version == listed[-1]["id"]
         assert [(e.label, e.crop_sha256) for e in message.examples] == [
