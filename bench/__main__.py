@@ -1,12 +1,13 @@
-"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|uniform-cost|replicas ...]``:
-the edge benchmarks (all by default); ``uniform-cost`` (the uniform half of ``overhead`` alone) and ``replicas``
-(server ingest on the clustered broker, bench/replicas.py) only when named."""
+"""``python -m bench [NAME ...]``, NAME one of detector, pipeline, overhead, gating, accuracy, outbox, privacy,
+uniforms, plates, uniform-cost, replicas: the edge benchmarks (all by default); ``uniform-cost`` (the uniform
+half of ``overhead`` alone) and ``replicas`` (server ingest on the clustered broker, bench/replicas.py)
+only when named."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline, privacy, uniforms
+from bench import accuracy, detector, gating, outbox, pipeline, plates, privacy, uniforms
 from bench.common import quiet_opencv
 
 
@@ -18,7 +19,7 @@ def _overhead() -> None:
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": _overhead,
               "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main,
-              "privacy": privacy.main, "uniforms": uniforms.main}
+              "privacy": privacy.main, "uniforms": uniforms.main, "plates": plates.main}
 
 
 def _replicas() -> None:
