@@ -91,6 +91,37 @@ class SnapshotRef(_Payload):
     height: int = Field(gt=0)
 
 
+class PlateStatus(StrEnum):
+    READ = "read"
+    UNREADABLE = "unreadable"
+
+
+class PlateReading(_Payload):
+    """The licence plate of the vehicle blocking a fire lane, read on the edge and voted over several frames.
+
+    Only ``fire_lane_blocked`` events carry one, so plate numbers are stored on fire-lane tickets only.
+    ``unreadable`` is an answer, not an error: the plate was too small, dark or blurred to read without
+    guessing, and ``text`` is then absent.
+    """
+
+    status: PlateStatus
+    text: str | None = Field(
+        None, pattern=r"^[\u4e00-\u9fff][A-HJ-NP-Z][A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9\u4e00-\u9fff][A-HJ-NP-Z0-9]?$",
+        description="The plate number without separators, e.g. 京AD12345 (shown as 京A·D12345); set when read.")
+    colour: Literal["blue", "yellow", "green", "white"] | None = Field(
+        None, description="The plate's background: blue (cars), yellow (large vehicles), green (new-energy), white.")
+    confidence: Unit = Field(0.0, description="The weakest character's probability, averaged over the agreeing frames.")
+    frames: int = Field(ge=1, le=100, description="How many frames were read and voted on.")
+    crop_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="The plate crop's snapshot hash (unblurred: the number is the point).")
+
+    @model_validator(mode="after")
+    def _text_when_read(self) -> PlateReading:
+        if (self.status is PlateStatus.READ) != (self.text is not None):
+            raise ValueError("text is set exactly when status is 'read'")
+        return self
+
+
 class Event(_Payload):
     """One observation of an incident, published on the camera's events topic at QoS 1."""
 
@@ -125,6 +156,15 @@ class Event(_Payload):
         "one, kept on disk across restarts, so a gap tells the server an event was lost (or is late). Absent "
         "from replays written to a file.",
     )
+    plate: PlateReading | None = Field(
+        None, description="The blocking vehicle's plate (fire_lane_blocked only): an update shortly after the "
+        "start, and the end, carry what the edge read.")
+
+    @model_validator(mode="after")
+    def _plate_on_fire_lane_only(self) -> Event:
+        if self.plate is not None and self.type is not EventType.FIRE_LANE_BLOCKED:
+            raise ValueError("plate: only fire_lane_blocked events carry a plate")
+        return self
 
 
 class NodeState(StrEnum):

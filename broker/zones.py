@@ -144,6 +144,9 @@ class FireLaneRule(StrictModel):
     )
     blur_faces: bool = Field(True, description=BLUR_FACES)
     blur_plates: bool = Field(True, description=BLUR_PLATES)
+    read_plates: bool = Field(
+        False, description="Read the blocking vehicle's plate at the incident's start and before its end (the "
+        "node needs the reading extra); the number goes on the event and the ticket, nowhere else.")
 
 
 Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]

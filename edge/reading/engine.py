@@ -30,6 +30,13 @@ class TextEngine:
         self._lock = threading.Lock()
         self._sessions: tuple[Any, Any] | None = None
 
+    def check(self) -> None:
+        """Raise :class:`ReaderUnavailable` now when the OCR wheel is missing (the models load on first use)."""
+        import importlib.util
+
+        if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+            raise ReaderUnavailable('reading plates needs rapidocr-onnxruntime: pip install "gridwatch[reading]"')
+
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._sessions is None:
