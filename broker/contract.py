@@ -91,6 +91,12 @@ class SnapshotRef(_Payload):
     height: int = Field(gt=0)
 
 
+# A mainland plate number without separators: province character, issuing letter (no I or O), then 5 letters and
+# digits (the last may be a class character such as 警) or 6 on a new-energy plate. Edge reads and the server's
+# vehicle list both hold numbers in this form.
+PLATE_TEXT_PATTERN = r"^[\u4e00-\u9fff][A-HJ-NP-Z][A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9\u4e00-\u9fff][A-HJ-NP-Z0-9]?$"
+
+
 class PlateStatus(StrEnum):
     READ = "read"
     UNREADABLE = "unreadable"
@@ -106,7 +112,7 @@ class PlateReading(_Payload):
 
     status: PlateStatus
     text: str | None = Field(
-        None, pattern=r"^[\u4e00-\u9fff][A-HJ-NP-Z][A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9\u4e00-\u9fff][A-HJ-NP-Z0-9]?$",
+        None, pattern=PLATE_TEXT_PATTERN,
         description="The plate number without separators, e.g. 京AD12345 (shown as 京A·D12345); set when read.")
     colour: Literal["blue", "yellow", "green", "white"] | None = Field(
         None, description="The plate's background: blue (cars), yellow (large vehicles), green (new-energy), white.")

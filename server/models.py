@@ -26,6 +26,8 @@ NAMING_CONVENTION = {
 
 # JSONB on PostgreSQL (indexable later), plain JSON text on SQLite.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# ... where a missing value must be SQL NULL (found by IS NULL), not JSON null
+NullableJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 ID_LENGTH = 64  # broker.topics.ID_PATTERN allows 1-64 characters
 HEX32 = 32
@@ -135,6 +137,9 @@ class Ticket(Base):
     description: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     media_url: Mapped[str | None] = mapped_column(sa.String(2000), nullable=True)
     reporter: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)  # the API token's name
+    # The blocking vehicle's plate as the edge read it (contract PlateReading), fire-lane tickets only; retention
+    # clears it (server/privacy/retention.py).
+    plate: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
 
     events: Mapped[list[EventRecord]] = relationship(
         back_populates="ticket", order_by="EventRecord.observed_at", lazy="raise"
@@ -249,6 +254,17 @@ class UnitMember(Base):
     role: Mapped[str] = mapped_column(sa.String(16))
 
     __table_args__ = (sa.Index("ix_unit_members_unit_id_person_id", "unit_id", "person_id"),)
+
+
+class ResidentVehicle(Base):
+    """A resident's vehicle in the site's own list (imported as CSV): whom to ask to move a car blocking a lane."""
+
+    __tablename__ = "resident_vehicles"
+
+    plate: Mapped[str] = mapped_column(sa.String(16), primary_key=True)  # normalised: 京AD12345, no dot
+    unit: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))            # the household, e.g. 3栋2单元1502
+    person: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    phone: Mapped[str] = mapped_column(sa.String(32))
 
 
 class CameraBinding(Base):

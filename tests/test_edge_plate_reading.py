@@ -3,7 +3,8 @@
 The clip is derived at run time from car-detection.mp4 as in tests/test_rules_fire_lane.py (empty
 lane, a real frame with a car held with sensor noise, empty lane again), with a plate rendered
 onto the held car where its own (unreadably small) plate is. The start goes out at once; the
-plate follows in an update and again on the end, which waited for its reading.
+plate follows in an update (when its reading finishes while the car still stands) and on the end,
+which waited for its reading.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def test_the_blocking_car_s_plate_goes_on_an_update_and_on_the_end(tmp_path: Pat
     assert phases[0] is Phase.START and phases[-1] is Phase.END and phases.count(Phase.END) == 1, phases
     assert events[0].plate is None, "the start goes out at once, before any reading"
     read = [e for e in events if e.plate is not None]
-    assert [e.phase for e in read] == [Phase.UPDATE, Phase.END], events
+    # the end waited for its own reading; the start's comes as an update unless the end was faster (replay speed)
+    assert read[-1].phase is Phase.END and [e.phase for e in read[:-1]] in ([], [Phase.UPDATE]), events
     for event in read:
         assert event.plate.status is PlateStatus.READ and event.plate.text == PLATE, event.plate
         assert event.plate.colour == "blue" and event.plate.frames == 3

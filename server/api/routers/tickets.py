@@ -26,6 +26,7 @@ from gridwatch.server.api.schemas import (
     NOT_FOUND,
     CategoryTableOut,
     ErrorResponse,
+    OwnerOut,
     Page,
     RowId,
     SilenceIn,
@@ -35,8 +36,9 @@ from gridwatch.server.api.schemas import (
     TransitionOut,
     TransitionResult,
 )
+from gridwatch.server.integrations.webhooks import NOTIFY_OWNER
 from gridwatch.server.models import Silence, Ticket, TicketTransition
-from gridwatch.server.registry import grids
+from gridwatch.server.registry import grids, vehicles
 from gridwatch.server.tickets import indicators, lifecycle
 from gridwatch.server.tickets.categories import CategoryTable
 
@@ -105,7 +107,11 @@ def get_ticket(ticket_id: RowId, session: SessionDep, principal: auth.CurrentPri
     grids = auth.visible_grids(session, principal)
     if ticket is None or (grids is not None and ticket.grid_id not in grids):
         raise HTTPException(404, f"no ticket {ticket_id}")
-    return TicketDetail.model_validate(ticket)
+    owner = vehicles.owner_of_ticket(session, ticket.id)
+    notified = session.scalar(sa.select(sa.func.count()).select_from(TicketTransition).where(
+        TicketTransition.ticket_id == ticket.id, TicketTransition.action == NOTIFY_OWNER)) > 0
+    return TicketDetail.model_validate(ticket).model_copy(update={
+        "owner": OwnerOut(**owner.model_dump(exclude={"plate"})) if owner else None, "owner_notified": notified})
 
 
 # -- lifecycle ----------------------------------------------------------------------------------
@@ -139,6 +145,40 @@ def transition(ticket_id: RowId, body: lifecycle.TransitionBody, request: Reques
     state.announce([entry])
     ticket = session.get(Ticket, ticket_id, populate_existing=True)
     return TransitionResult(ticket=TicketOut.model_validate(ticket), transition=TransitionOut.model_validate(entry))
+
+
+@router.post("/tickets/{ticket_id}/notify-owner", response_model=TransitionOut, responses=NOT_FOUND,
+             dependencies=[auth.require_roles("admin", "supervisor", "security")])
+def notify_owner(ticket_id: RowId, request: Request, session: SessionDep,
+                 principal: auth.CurrentPrincipal) -> TransitionOut:
+    """Ask the owner of the vehicle blocking the fire lane to move it (挪车): an audit entry ``notify_owner``
+    naming the unit, delivered to the webhooks subscribed to it with the plate, person and phone added (the
+    site wires one to its SMS or WeChat gateway; the audit trail, kept for years, holds no plate or phone).
+    Once per ticket: 409 when already sent or when someone acted first; 422 without a read plate or an
+    owner in the residents' vehicle list."""
+    ticket = _visible_ticket(session, ticket_id, principal)
+    owner = vehicles.owner_of_ticket(session, ticket_id)
+    if owner is None:
+        plate = (ticket.plate or {}).get("text")
+        raise HTTPException(422, f"ticket {ticket_id}: plate {plate} is not in the residents' vehicle list"
+                            if plate else f"ticket {ticket_id}: no plate was read for it")
+    already = session.scalar(sa.select(sa.func.count()).select_from(TicketTransition).where(
+        TicketTransition.ticket_id == ticket_id, TicketTransition.action == NOTIFY_OWNER))
+    if already:
+        raise HTTPException(409, f"ticket {ticket_id}: the owner was already notified")
+    version, stage = ticket.version, ticket.stage
+    bumped = session.execute(sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.version == version)
+                             .values(version=version + 1)).rowcount
+    if bumped != 1:
+        session.rollback()
+        raise HTTPException(409, f"ticket {ticket_id} changed meanwhile; reload it")
+    entry = TicketTransition(ticket_id=ticket_id, action=NOTIFY_OWNER, from_stage=stage, to_stage=stage,
+                             actor=principal.person_id, role=principal.role, at=request.app.state.clock.now(),
+                             version=version + 1, details={"incident_id": ticket.incident_id, "unit": owner.unit})
+    session.add(entry)
+    session.commit()
+    request.app.state.announce([entry])
+    return TransitionOut.model_validate(entry)
 
 
 @router.get("/tickets/{ticket_id}/actions", responses=NOT_FOUND)
@@ -240,6 +280,31 @@ async def put_registry(request: Request) -> grids.RegistryDoc:
 
     await run_in_threadpool(store)
     return doc
+
+
+@router.get("/registry/vehicles.csv", response_class=PlainTextResponse, responses=NOT_FOUND,
+            dependencies=[auth.require_roles("admin", "supervisor", "security")])
+def get_vehicles_csv(session: SessionDep) -> PlainTextResponse:
+    """The residents' vehicle list as CSV (plate, unit, person, phone)."""
+    return PlainTextResponse(vehicles.to_csv(vehicles.export(session)), media_type="text/csv; charset=utf-8")
+
+
+@router.put("/registry/vehicles", dependencies=[auth.require_roles("admin")], responses=NOT_FOUND)
+async def put_vehicles(request: Request) -> dict[str, int]:
+    """Replace the residents' vehicle list with a CSV body (columns plate, unit, person, phone)."""
+    text = (await request.body()).decode("utf-8")
+    try:
+        rows = vehicles.from_csv(text)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def store() -> None:
+        with request.app.state.sessions() as session:
+            vehicles.replace(session, rows)
+            session.commit()
+
+    await run_in_threadpool(store)
+    return {"vehicles": len(rows)}
 
 
 # -- category table -----------------------------------------------------------------------------
