@@ -131,7 +131,8 @@ export async function ticketView(root, me, id) {
       fact("ticket.rework", String(ticket.rework_count)),
       fact("ticket.rating", ticket.rating ? t("rating.stars", { n: ticket.rating }) : "—"),
       fact("ticket.linked", ticket.previous_ticket_id
-        ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—")));
+        ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—"),
+      ...(ticket.plate ? plateFacts(ticket, me, render) : [])));
     const first = ticket.events[0];
     if (first) body.append(await evidence(first, { linkTicket: false, me }));
     body.append(h("h3", {}, t("ticket.audit")), h("table", { class: "audit" },
@@ -146,9 +147,35 @@ export async function ticketView(root, me, id) {
   return onLive("ticket", (message) => { if (message.ticket.id === Number(id)) render(); });
 }
 
+// A fire-lane ticket's plate as the edge read it, the owner from the residents' vehicle list, and the
+// one "notify owner" a security guard sends to the site's SMS/WeChat gateway (server: once per ticket).
+const NOTIFIERS = new Set(["admin", "supervisor", "security"]);
+
+function plateFacts(ticket, me, done) {
+  const plate = ticket.plate;
+  const read = plate.status === "read"
+    ? [h("strong", { class: "plate", dataset: { plate: plate.text } }, `${plate.text.slice(0, 2)}·${plate.text.slice(2)}`), " ",
+      plate.colour ? t("ticket.plate_colour", { colour: t(`colour.${plate.colour}`) }) : "",
+      plate.crop_sha256 ? [" ", h("img", { class: "plate-crop", src: `/api/snapshots/${plate.crop_sha256}`, alt: plate.text })] : ""]
+    : h("span", { class: "muted" }, t("ticket.plate_unreadable"));
+  const facts = [...fact("ticket.plate", read)];
+  if (plate.status !== "read") return facts;
+  if (!ticket.owner) return [...facts, ...fact("ticket.owner", h("span", { class: "muted" }, t("ticket.owner_unknown")))];
+  const error = h("p", { class: "error", role: "alert" });
+  const owner = [data(ticket.owner.unit, "span", { class: "owner-unit" }), " · ", data(ticket.owner.person), " · ", data(ticket.owner.phone)];
+  if (ticket.owner_notified) owner.push(" ", h("span", { class: "muted notified" }, t("ticket.owner_notified")));
+  else if (NOTIFIERS.has(me.role)) {
+    owner.push(" ", h("button", { type: "button", class: "primary notify-owner", onclick: async (e) => {
+      e.target.disabled = true;
+      try { await post(`/api/tickets/${ticket.id}/notify-owner`); await done(); } catch (err) { error.textContent = err.message; e.target.disabled = false; }
+    } }, t("ticket.notify_owner")), error);
+  }
+  return [...facts, ...fact("ticket.owner", owner)];
+}
+
 function details(d) {
   const parts = [];
-  for (const key of ["reason", "result", "assignee_id", "rating"]) if (d[key] !== undefined) parts.push(h("span", {}, t(`field.${key}`), ": ", data(d[key]), " "));
+  for (const key of ["reason", "result", "assignee_id", "rating", "unit"]) if (d[key] !== undefined) parts.push(h("span", {}, t(`field.${key}`), ": ", data(d[key]), " "));
   if (d.photo_sha256) parts.push(h("a", { href: `/api/snapshots/${d.photo_sha256}`, target: "_blank", class: "photo-link" }, t("field.photo")));
   return parts;
 }
