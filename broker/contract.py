@@ -258,7 +258,7 @@ class GateCommand(_Payload):
     gate_id: Id
     event_id: HexId | None = Field(None, description="The event that caused the command, if any.")
     reason: str = Field(min_length=1, max_length=200)
-    factors: tuple[Literal["uniform", "code"], ...] = Field(
+    factors: tuple[Literal["uniform", "code", "words"], ...] = Field(
         (), description="The gate policy's factors that passed for this opening (empty: a manual command).")
     issued_at: Timestamp
     expires_at: Timestamp = Field(

@@ -83,9 +83,11 @@ class GatePolicy(StrictModel):
     command_ttl_s: float = Field(
         5.0, gt=0, le=60, description="How long an open command stays valid (its expires_at); a controller "
         "refuses it after that, so a gate never opens after the courier has gone.")
-    factors: tuple[Literal["uniform", "code"], ...] = Field(
-        ("uniform",), min_length=1, max_length=2, description="What must pass for the gate to open: the uniform "
-        "(an allowed company), the rider's QR code (signed by an allowed platform, unexpired, unused), or both.")
+    factors: tuple[Literal["uniform", "code", "words"], ...] = Field(
+        ("uniform",), min_length=1, max_length=3, description="What must pass for the gate to open, all of them: "
+        "the uniform (an allowed company), the rider's QR code (signed by an allowed platform, unexpired, unused), "
+        "the company's words printed on the person's jacket or box (美团外卖, 饿了么, 顺丰速运, 京东物流: an allowed "
+        "company; the node needs the reading extra).")
     code_secret_env: str = Field(
         "GRIDWATCH_GATE_CODE_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable on the "
         "edge holding the HMAC secret rider codes are signed with (the secret itself is never in the config).")
@@ -96,7 +98,7 @@ class GatePolicy(StrictModel):
     @classmethod
     def _distinct_factors(cls, factors: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(factors)) != len(factors):
-            raise ValueError("each factor once: [uniform], [code] or [uniform, code]")
+            raise ValueError("each factor once, e.g. [uniform], [code], [words, code] or [uniform, code]")
         return factors
 
 

@@ -15,12 +15,12 @@ import numpy as np
 
 from gridwatch.edge.reading.engine import TextEngine, rectify
 
-# company id -> the words that name it (the full brand first)
+# company (the uniform id of the shipped catalogue, edge/uniforms.yaml) -> the words that name it, the full brand first
 COMPANY_WORDS: dict[str, tuple[str, ...]] = {
     "meituan": ("美团外卖", "美团"),
     "eleme": ("饿了么",),
-    "sf_express": ("顺丰速运", "顺丰"),
-    "jd_logistics": ("京东物流", "京东"),
+    "sf": ("顺丰速运", "顺丰"),
+    "jd": ("京东物流", "京东"),
 }
 SEARCH_HEIGHT_PX = 448  # the person box is scaled to this height: torso words are then ~20-40 px
 MAX_UPSCALE = 4.0
