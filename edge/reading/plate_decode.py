@@ -62,9 +62,11 @@ def plate_segments(probabilities: np.ndarray, alphabet: list[str]) -> list[list[
 
 
 def decide(probabilities: np.ndarray, alphabet: list[str], segments: list[list[int]], colour: PlateColour,
-           province: np.ndarray | None = None) -> tuple[str, float]:
+           province: np.ndarray | None = None, strict: bool = False) -> tuple[str, float]:
     """Each position's character among those allowed there; ``province``: a second opinion on the first
-    character (over :func:`province_indices`, in that order) added to the strip's own."""
+    character (over :func:`province_indices`, in that order) added to the strip's own. ``strict`` (a small
+    plate): when the two disagree the confidence is 0, so the read counts as unreadable rather than as the
+    likelier guess (on small plates the model's favourite province, 皖, is most of the wrong reads)."""
     key = tuple(alphabet)
     text, weakest = "", 1.0
     for position, steps in enumerate(segments):
@@ -72,6 +74,8 @@ def decide(probabilities: np.ndarray, alphabet: list[str], segments: list[list[i
         scores = probabilities[steps][:, choices]
         if position == 0 and province is not None and len(choices) == len(PROVINCES):
             scores = np.vstack([scores.max(axis=0, keepdims=True), province[np.newaxis]])
+            if strict and scores[0].argmax() != scores[1].argmax():
+                weakest = 0.0  # the two readings of the hardest character disagree: a guess, not a read
         pick = int(scores.sum(axis=0).argmax())
         text += alphabet[choices[pick]]
         weakest = min(weakest, float(scores[:, pick].max()))

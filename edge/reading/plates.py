@@ -29,6 +29,7 @@ MIN_PLATE_HEIGHT_PX = 9  # a text line lower than this in the frame is not read 
 UNREADABLE = "unreadable"
 CTC_STEP_PX = 8           # the recogniser emits one time step per 8 columns of its 48 px high input
 PROVINCE_WIDEN = 1.8      # a plate's province character is ~half as wide as high; print is square
+STRICT_BELOW_PX = 25     # text lines lower than this (plates under ~28 px): both province readings must agree
 RED_CHARACTER_SHARE = 0.2  # a white plate's red last character: a sixth of the plate, plus its gap
 STRIP_MARGIN = 0.0        # of the text line's width, each side, added before recognition (measured: none is best)
 
@@ -115,7 +116,9 @@ class PlateReader:
         segments = plate_segments(probabilities, alphabet)
         if segments is None:
             return None, 0.0
-        return decide(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet))
+        height = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+        return decide(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet),
+                      strict=height < STRICT_BELOW_PX)
 
     def _province(self, strip: np.ndarray, segments: list[list[int]], alphabet: list[str]) -> np.ndarray | None:
         """The first character read again on its own, at a normal glyph's proportions.

@@ -10,6 +10,7 @@ and never waited for.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from gridwatch.edge.reading.plates import PlateRead, PlateReader, PlateVote
 log = logging.getLogger(__name__)
 MAX_PENDING = 8
 PLATE_CROP_MARGIN = 0.25  # of the plate's height, around it, in the stored crop
+READER_NICE = 19          # the lowest CPU priority: reading may wait, the camera's detection may not
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ReadingWorker:
             self._thread = None
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             job = self._jobs.get()
             try:
@@ -109,6 +112,17 @@ class ReadingWorker:
             best, image = max(((r, i) for r, i in reads if r.plate == result.plate), key=lambda ri: ri[0].confidence)
             crop = plate_crop(image, best.quad)
         return PlateResult(job.key, result, len(job.crops), crop)
+
+
+def _lower_priority() -> None:
+    """Make this (the reading) thread the one the OS starves first when the box is busy: detection comes first.
+
+    On Linux a thread has its own nice value (setpriority on its thread id); elsewhere reading just shares
+    the CPU. The OCR sessions run one intra-op thread, in this thread, so the whole reading is niced."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+    except (AttributeError, OSError) as exc:
+        log.info("plate reading runs at normal priority (%s)", exc)
 
 
 def plate_crop(image: np.ndarray, quad: np.ndarray | None) -> np.ndarray | None:
