@@ -18,7 +18,9 @@ import pytest
 from bench.plate_render import paste, perspective, render_plate
 from gridwatch.broker.contract import EventType, Phase, PlateStatus
 from gridwatch.edge.perception.detect import OnnxDetector
+from gridwatch.edge.reading.engine import TextEngine
 from gridwatch.edge.reading.plate_format import PlateColour
+from gridwatch.edge.reading.plates import PlateReader
 from tests.test_rules_fire_lane import CAR_FRAME, EMPTY_FRAME, FPS, VEHICLES, frames_of, lane_config, run_pipeline
 
 pytest.importorskip("rapidocr_onnxruntime")
@@ -79,6 +81,23 @@ def test_the_blocking_car_s_plate_goes_on_an_update_and_on_the_end(tmp_path: Pat
         assert event.plate.colour == "blue" and event.plate.frames == 3
         assert (tmp_path / f"{event.plate.crop_sha256}.jpg").exists()
     assert len({e.incident_id for e in events}) == 1
+
+
+def test_stored_frames_keep_the_plate_blurred_and_only_the_crop_shows_it(tmp_path: Path, samples: Path,
+                                                                          detector: OnnxDetector) -> None:
+    """blur_plates (the default) holds for the blocking car too: its number is in the plate crop on the
+    event, never in the stored scene, where the reader finds nothing to read."""
+    events = [e for e in run_pipeline(plate_config(samples), detector, held_plated_clip(samples, 14.0), tmp_path)
+              if e.zone_id == "lane"]
+    start = events[0]
+    scene = cv2.imread(str(tmp_path / f"{start.snapshot.sha256}.jpg"))
+    height, width = scene.shape[:2]
+    box = np.array(start.object.box, np.float32) * [width, height, width, height]
+    reader = PlateReader(TextEngine())
+    assert not reader.read(scene, box).readable
+    crop_sha256 = next(e.plate.crop_sha256 for e in events if e.plate is not None)
+    crop = cv2.imread(str(tmp_path / f"{crop_sha256}.jpg"))
+    assert crop is not None and crop.shape[0] >= PLATE_HEIGHT_PX
 
 
 def test_without_read_plates_no_plate_is_read(tmp_path: Path, samples: Path, detector: OnnxDetector) -> None:

@@ -257,9 +257,11 @@ class CameraPipeline:
             blur_plates = rule.blur_plates if rule is not None else True
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
             original = image
+            # what a fire lane counts as a vehicle has a plate too (an overhead camera's model may call a car else)
+            vehicles = set(VEHICLE_CLASSES) | (set(rule.objects) if isinstance(rule, FireLaneRule) else set())
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
-                [t.box for t in tracks if t.class_name in VEHICLE_CLASSES], blur_faces, blur_plates)
+                [t.box for t in tracks if t.class_name in vehicles], blur_faces, blur_plates)
             # An end's frame is the after-view: the object has left, so its stale box is not drawn.
             boxed = None if rule_event.phase is Phase.END else rule_event.track
             picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image
