@@ -127,6 +127,9 @@ class Ticket(Base):
     sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeper's next look
     escalation_level: Mapped[int] = mapped_column(sa.Integer, default=0)  # 0 grid … 3 district
     overdue: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # breached any time limit
+    # -- a person said it was a false alarm (误报), and why: gridwatch.server.tickets.false_alarms
+    false_alarm_reason: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    false_alarm_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # -- origin: "camera" (an edge incident) or "open311" (reported by a person through an integrator)
     source: Mapped[str] = mapped_column(sa.String(16), server_default="camera")
     latitude: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
