@@ -16,6 +16,7 @@ from gridwatch.broker.contract import CameraConfig, ZoneList
 from gridwatch.server.models import CameraZones
 
 ZONES = TypeAdapter(ZoneList)
+SCHEMA = ZONES.json_schema()  # what the console's zone editor builds its forms from and checks against
 
 
 def validate(zones: Any) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""REST for cameras: their status and last event, and the zone editor's config (GET/PUT).
+"""REST for cameras: their status and last event, and the zone editor's config (GET/PUT) and schema.
 
 A saved zone config is stored, then published retained on the camera's config topic
 (:func:`gridwatch.broker.topics.camera_config_topic`) for the edge to load.
@@ -91,6 +91,13 @@ def _zones_out(row: CameraZones, published: bool = False) -> ZonesOut:
     return ZonesOut(site_id=row.site_id, node_id=row.node_id, camera_id=row.camera_id, version=row.version,
                     zones=row.zones, updated_by=row.updated_by, updated_at=row.updated_at, published=published,
                     topic=topics.camera_config_topic(row.site_id, row.node_id, row.camera_id))
+
+
+@router.get("/cameras/zone-schema")
+def get_zone_schema() -> dict[str, Any]:
+    """The JSON Schema of one camera's zones as the edge validates them (the contract's zone and rule
+    models): the console builds its rule forms from it, so a new rule setting needs no console change."""
+    return camera_zones.SCHEMA
 
 
 @router.get("/cameras/{site_id}/{node_id}/{camera_id}/zones", response_model=ZonesOut)

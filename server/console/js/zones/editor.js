@@ -1,0 +1,206 @@
+// The installer's zone editor, on the camera's latest frame: draw a new zone by clicking its corners,
+// drag a corner or a whole zone, double-click a corner to delete it, delete a zone; each zone's rules
+// come from a form the edge's own schema builds (./schema_form.js), checked against that schema before
+// the save, which the server checks again and publishes retained for the edge node to apply.
+import { get, put } from "../api.js";
+import { clear, data, h, svg } from "../dom.js";
+import { t, tOr } from "../i18n.js";
+import { check, fields, models, withDefaults } from "./schema_form.js";
+
+const round = (v) => Math.round(v * 1000) / 1000;
+const clamp = (v) => Math.min(1, Math.max(0, v));
+
+export async function zoneEditor(camera) {
+  const base = `/api/cameras/${camera.site_id}/${camera.node_id}/${camera.camera_id}/zones`;
+  const schema = await get("/api/cameras/zone-schema");
+  const { zone: zoneModel, rules: ruleModels } = models(schema);
+  let config;
+  try {
+    config = await get(base);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    config = { version: 0, zones: [] };  // a camera nobody has drawn on yet
+  }
+  const zones = structuredClone(config.zones);
+  let selected = zones.length ? 0 : -1;
+  let drawing = null;  // the corners of the zone being drawn, or null
+  let drag = null;  // {zone, point (index, or -1 for the whole polygon), start, original}
+  let pressed = null;  // the corner last pressed ({zone, point}): a double-click deletes it
+
+  const width = camera.snapshot_width || 1280;
+  const height = camera.snapshot_height || 720;
+  const canvas = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "zone-canvas" },
+    svg("image", { href: `/api/snapshots/${camera.latest_snapshot_sha256}`, width, height, preserveAspectRatio: "none" }));
+  const layer = svg("g");
+  canvas.append(layer);
+  const radius = Math.max(width, height) / 120;
+  const status = h("p", { class: "message", role: "status" }, t("zones.version", { v: config.version }));
+  const errors = h("ul", { class: "error schema-errors", role: "alert" });
+  const list = h("ul", { class: "zone-list" });
+  const panel = h("div", { class: "zone-panel" });
+  const tools = h("div", { class: "actions zone-tools" });
+
+  const toNormalised = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [clamp((event.clientX - box.left) / box.width), clamp((event.clientY - box.top) / box.height)];
+  };
+  const pixels = (polygon) => polygon.map(([x, y]) => `${x * width},${y * height}`).join(" ");
+
+  const drawCanvas = () => {
+    clear(layer);
+    zones.forEach((zone, z) => {
+      layer.append(svg("polygon", { points: pixels(zone.polygon), class: `zone editable${z === selected ? " selected" : ""}`, "data-zone": zone.id,
+        onpointerdown: (e) => {
+          if (drawing) return;
+          e.stopPropagation();
+          pressed = null;
+          if (selected !== z) select(z);
+          drag = { zone: z, point: -1, start: toNormalised(e), original: structuredClone(zone.polygon) };
+          canvas.setPointerCapture(e.pointerId);
+        } }));
+      zone.polygon.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius,
+        class: "handle", "data-zone": zone.id, "data-point": p,
+        onpointerdown: (e) => {
+          if (drawing) return;
+          e.stopPropagation();
+          drag = { zone: z, point: p };
+          pressed = { zone: z, point: p };
+          canvas.setPointerCapture(e.pointerId);
+        } })));
+      const [lx, ly] = zone.polygon[0];
+      layer.append(svg("text", { x: lx * width + 6, y: ly * height - 6, class: "zone-label d" }, zone.name || zone.id));
+    });
+    if (drawing) {
+      layer.append(svg("polyline", { points: pixels(drawing), class: "zone drawing" }));
+      drawing.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius, class: "handle new", "data-point": p })));
+    }
+  };
+
+  canvas.addEventListener("pointerdown", (e) => {
+    if (!drawing) return;
+    drawing.push(toNormalised(e));
+    drawTools();
+    drawCanvas();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const [x, y] = toNormalised(e);
+    const polygon = zones[drag.zone].polygon;
+    if (drag.point >= 0) polygon[drag.point] = [x, y];
+    else {
+      const [dx, dy] = [x - drag.start[0], y - drag.start[1]];
+      drag.original.forEach(([ox, oy], i) => { polygon[i] = [clamp(ox + dx), clamp(oy + dy)]; });
+    }
+    drawCanvas();
+  });
+  canvas.addEventListener("pointerup", () => { drag = null; });
+  // On the canvas, not the corner: the pointer capture sends the clicks here, and a drag redraws the corners.
+  canvas.addEventListener("dblclick", () => {
+    if (drawing || !pressed) return;
+    const polygon = zones[pressed.zone].polygon;
+    if (polygon.length <= 3) status.textContent = t("zones.min_points");
+    else polygon.splice(pressed.point, 1);
+    pressed = null;
+    drawCanvas();
+  });
+
+  const newId = () => {
+    let n = zones.length + 1;
+    while (zones.some((zone) => zone.id === `zone-${n}`)) n += 1;
+    return `zone-${n}`;
+  };
+  const newRule = (type) => withDefaults(schema, ruleModels[type]);
+  const ruleTypeName = (type) => tOr(`rule.${type}`, ruleModels[type].title || type);
+
+  const drawTools = () => {
+    clear(tools);
+    if (drawing) {
+      tools.append(h("span", { class: "muted" }, t("zones.drawing", { n: drawing.length })),
+        h("button", { type: "button", class: "primary finish-zone", disabled: drawing.length < 3, onclick: () => {
+          zones.push({ ...withDefaults(schema, zoneModel), id: newId(), polygon: drawing, rules: [newRule(Object.keys(ruleModels)[0])] });
+          drawing = null;
+          select(zones.length - 1);
+        } }, t("zones.finish")),
+        h("button", { type: "button", class: "cancel-zone", onclick: () => { drawing = null; redraw(); } }, t("zones.cancel")));
+      return;
+    }
+    tools.append(h("button", { type: "button", class: "new-zone", onclick: () => {
+      drawing = [];
+      redraw();
+    } }, t("zones.new")));
+  };
+
+  const drawList = () => {
+    clear(list);
+    zones.forEach((zone, z) => list.append(h("li", { class: z === selected ? "selected" : "", dataset: { zone: zone.id } },
+      h("button", { type: "button", class: "link select-zone", onclick: () => select(z) }, data(zone.name || zone.id)),
+      " ", zone.rules.map((rule) => h("span", { class: "tag" }, ruleTypeName(rule.type))),
+      h("button", { type: "button", class: "delete-zone", onclick: () => {
+        zones.splice(z, 1);
+        selected = Math.min(selected, zones.length - 1);
+        redraw();
+      } }, t("zones.delete")))));
+  };
+
+  const ruleForm = (zone, r) => {
+    const rule = zone.rules[r];
+    const box = h("fieldset", { class: "rule", dataset: { rule: r } });
+    const type = h("select", { name: "rule_type", onchange: () => {
+      zone.rules[r] = newRule(type.value);
+      drawPanel();
+      drawList();
+    } }, Object.keys(ruleModels).map((name) => h("option", { value: name, selected: name === rule.type }, ruleTypeName(name))));
+    box.append(h("legend", {}, t("zones.rule"), " ", type,
+      zone.rules.length > 1 ? h("button", { type: "button", class: "remove-rule", onclick: () => { zone.rules.splice(r, 1); drawPanel(); } }, t("zones.remove_rule")) : null),
+      ...fields(schema, ruleModels[rule.type], rule, []));
+    return box;
+  };
+
+  const drawPanel = () => {
+    clear(panel);
+    const zone = zones[selected];
+    if (!zone) {
+      panel.append(h("p", { class: "muted" }, t("zones.pick")));
+      return;
+    }
+    // The zone's own settings (id, name, inertia, ...) from its schema; the polygon is the drawing.
+    panel.append(h("div", { class: "zone-settings", dataset: { zone: zone.id } }, ...fields(schema, zoneModel, zone, [], ["polygon", "rules"])),
+      ...zone.rules.map((_, r) => ruleForm(zone, r)),
+      h("button", { type: "button", class: "add-rule", onclick: () => { zone.rules.push(newRule(Object.keys(ruleModels)[0])); drawPanel(); } }, t("zones.add_rule")));
+    for (const input of panel.querySelectorAll(".zone-settings input")) input.addEventListener("change", () => { drawList(); drawCanvas(); });
+  };
+
+  function select(z) {
+    selected = z;
+    redraw();
+  }
+  function redraw() {
+    drawCanvas();
+    drawTools();
+    drawList();
+    drawPanel();
+  }
+
+  const save = h("button", { type: "button", class: "primary save-zones", onclick: async () => {
+    clear(errors);
+    for (const zone of zones) zone.polygon = zone.polygon.map(([x, y]) => [round(x), round(y)]);
+    const problems = check(schema, schema, zones, "zones");
+    if (problems.length) {
+      errors.append(...problems.map((problem) => h("li", {}, problem)));
+      status.textContent = t("zones.invalid");
+      return;
+    }
+    try {
+      const saved = await put(base, { zones });
+      status.textContent = t(saved.published ? "zones.saved_published" : "zones.saved", { v: saved.version });
+      status.dataset.version = saved.version;
+    } catch (error) {
+      status.textContent = `${t("zones.error")} ${error.message}`;
+    }
+  } }, t("zones.save"));
+  redraw();
+  return h("section", { class: "zone-editor" }, h("h3", {}, t("zones.heading"), " ", data(camera.camera_id)),
+    h("p", { class: "muted" }, t("zones.help")), tools,
+    h("div", { class: "zone-workspace" }, canvas, h("div", { class: "zone-side" }, list, panel)),
+    h("div", { class: "actions" }, save), errors, status);
+}
