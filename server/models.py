@@ -376,7 +376,7 @@ class ApiToken(Base):
 
 
 class CameraZones(Base):
-    """The zone config of one camera as an installer last saved it in the console's zone editor; the
+    """The zones and masks of one camera as an installer last saved them in the console's zone editor; the
     same document is published retained to the camera's config topic for the edge to load."""
 
     __tablename__ = "camera_zones"
@@ -385,6 +385,7 @@ class CameraZones(Base):
     node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     zones: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    masks: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")  # privacy, motion
     version: Mapped[int] = mapped_column(sa.Integer)
     updated_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

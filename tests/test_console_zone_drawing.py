@@ -7,8 +7,9 @@ module's Mosquitto and server. Its file config has one fire-lane zone over the w
 the camera's config (v1). In Chromium the admin draws a new zone on the camera's latest frame by
 clicking its corners, drags and deletes corners, deletes the old zone, picks the fire-lane rule and its
 stationary time in a form built from the edge's schema (a value the schema refuses is named before
-saving), and saves (v2); the node applies it without restarting its stream, and on the clip's next
-loop reports a fire-lane event from the new zone, which the server stores.
+saving), draws a privacy mask and a motion mask the same way, and saves (v2); the node applies it
+without restarting its stream, and on the clip's next loop reports a fire-lane event from the new
+zone, whose stored snapshot is black under the privacy mask.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 from playwright.sync_api import Browser, Page, expect
@@ -35,6 +38,7 @@ NODE, CAMERA = "lane-node", "lane-west-cam"  # the registry's west fire lane (gr
 WHOLE = {"id": "whole", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
          "rules": [{"type": "fire_lane", "min_stationary_s": 5}]}
 TRUTH = Path(__file__).parent / "data" / "car_detection_ground_truth.yaml"
+PRIVACY = ((0.6, 0.35), (0.85, 0.35), (0.85, 0.6), (0.6, 0.6))  # part of the lane, clear of the held car
 
 
 def wait_until(check: Any, what: str, timeout: float) -> Any:
@@ -77,6 +81,18 @@ def events_in(compound: Compound, zone_id: str) -> list[dict[str, Any]]:
     return [e for e in items if e["camera_id"] == CAMERA and e["zone_id"] == zone_id]
 
 
+def masked_share(compound: Compound, sha256: str) -> float:
+    """The share of near-black pixels inside the privacy mask (a margin in) on a stored snapshot."""
+    response = compound.admin.get(f"/api/snapshots/{sha256}")
+    assert response.status_code == 200, response.text
+    image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
+    height, width = image.shape
+    (x1, y1), (x2, y2), margin = PRIVACY[0], PRIVACY[2], 0.02
+    rows = slice(int((y1 + margin) * height), int((y2 - margin) * height))
+    inside = image[rows, int((x1 + margin) * width):int((x2 - margin) * width)]
+    return float((inside < 16).mean())
+
+
 def click_at(page: Page, x: float, y: float, **options: Any) -> None:
     """A click at normalised frame coordinates on the editor's canvas."""
     box = page.locator("svg.zone-canvas").bounding_box()
@@ -86,8 +102,9 @@ def click_at(page: Page, x: float, y: float, **options: Any) -> None:
 
 def test_an_installer_draws_a_fire_lane_zone_and_the_edge_reports_from_it(compound: Compound, browser: Browser,
                                                                           lane_node: LiveNode) -> None:
-    wait_until(lambda: any(c["camera_id"] == CAMERA and c["latest_snapshot_sha256"]
-                           for c in compound.admin.get("/api/cameras").json()), "a first frame from the node", 120)
+    [first] = wait_until(lambda: [c for c in compound.admin.get("/api/cameras").json()
+                                  if c["camera_id"] == CAMERA and c["latest_snapshot_sha256"]],
+                         "a first frame from the node", 120)
     # Commissioning: the node's file zones are saved as the camera's config (v1), as an installer starts.
     seeded = compound.admin.put(f"/api/cameras/{SITE}/{NODE}/{CAMERA}/zones", json={"zones": [WHOLE]})
     assert seeded.status_code == 200 and seeded.json()["version"] == 1, seeded.text
@@ -133,6 +150,13 @@ def test_an_installer_draws_a_fire_lane_zone_and_the_edge_reports_from_it(compou
     panel.locator(".rule input[name='min_stationary_s']").fill("5")
     page.locator(".zone-list li[data-zone='whole'] button.delete-zone").click()
     expect(page.locator("svg.zone-canvas polygon[data-zone='whole']")).to_have_count(0)
+    # Masks are drawn the same way: a privacy mask over part of the lane, a motion mask in a corner.
+    for kind, corners in (("privacy", PRIVACY), ("motion", ((0.005, 0.005), (0.15, 0.005), (0.005, 0.15)))):
+        page.click(f"button.new-{kind}-mask")
+        for x, y in corners:
+            click_at(page, x, y)
+        page.click("button.finish-zone")
+        expect(page.locator(f"svg.zone-canvas polygon.mask-{kind}[data-mask='{kind}-1']")).to_be_visible()
     shot(page, "10-zone-drawn-fire-lane")
     page.click("button.save-zones")
     expect(page.locator(".zone-editor .message[data-version='2']")).to_be_visible()
@@ -140,13 +164,18 @@ def test_an_installer_draws_a_fire_lane_zone_and_the_edge_reports_from_it(compou
     assert not page.errors  # type: ignore[attr-defined]
 
     saved = compound.admin.get(f"/api/cameras/{SITE}/{NODE}/{CAMERA}/zones").json()
+    assert saved["masks"]["privacy"] == [[list(p) for p in PRIVACY]] and len(saved["masks"]["motion"][0]) == 3
     [zone] = saved["zones"]
     assert zone["id"] == "lane-south" and len(zone["polygon"]) == 4
     assert zone["polygon"][0] == [0.02, 0.03] and zone["rules"][0]["min_stationary_s"] == 5
     pipeline = lane_node.engine.pipelines[0]
     wait_until(lambda: [z.id for z in pipeline.camera.zones] == ["lane-south"], "the node applying the zones", 15)
+    assert len(pipeline.camera.privacy_masks) == 1 and len(pipeline.camera.motion.masks) == 1
     # The next loop of the clip: the car held in the lane is reported from the new zone.
     [event, *_] = wait_until(lambda: events_in(compound, "lane-south"), "a fire-lane event from the new zone", 150)
     assert event["type"] in ("fire_lane_blocked", "fire_lane_obstructed")
+    # The privacy mask is black on the stored image; before it, the same place showed the lane.
+    assert masked_share(compound, event["snapshot_sha256"]) > 0.95
+    assert masked_share(compound, first["latest_snapshot_sha256"]) < 0.05
     print(f"fire-lane event from the drawn zone: {event['type']} {event['phase']} at {event['observed_at']}")
     page.context.close()

@@ -1,7 +1,8 @@
-// The installer's zone editor, on the camera's latest frame: draw a new zone by clicking its corners,
-// drag a corner or a whole zone, double-click a corner to delete it, delete a zone; each zone's rules
-// come from a form the edge's own schema builds (./schema_form.js), checked against that schema before
-// the save, which the server checks again and publishes retained for the edge node to apply.
+// The installer's zone editor, on the camera's latest frame: draw a new zone or mask (privacy, motion) by
+// clicking its corners, drag a corner or a whole shape, double-click a corner to delete it, delete a
+// shape; each zone's rules come from a form the edge's own schema builds (./schema_form.js), checked
+// against that schema before the save, which the server checks again and publishes retained for the
+// edge node to apply.
 import { get, put } from "../api.js";
 import { clear, data, h, svg } from "../dom.js";
 import { t, tOr } from "../i18n.js";
@@ -9,6 +10,7 @@ import { check, fields, models, withDefaults } from "./schema_form.js";
 
 const round = (v) => Math.round(v * 1000) / 1000;
 const clamp = (v) => Math.min(1, Math.max(0, v));
+const MASKS = ["privacy", "motion"];
 
 export async function zoneEditor(camera) {
   const base = `/api/cameras/${camera.site_id}/${camera.node_id}/${camera.camera_id}/zones`;
@@ -19,13 +21,20 @@ export async function zoneEditor(camera) {
     config = await get(base);
   } catch (error) {
     if (error.status !== 404) throw error;
-    config = { version: 0, zones: [] };  // a camera nobody has drawn on yet
+    config = { version: 0, zones: [], masks: {} };  // a camera nobody has drawn on yet
   }
   const zones = structuredClone(config.zones);
-  let selected = zones.length ? 0 : -1;
-  let drawing = null;  // the corners of the zone being drawn, or null
-  let drag = null;  // {zone, point (index, or -1 for the whole polygon), start, original}
-  let pressed = null;  // the corner last pressed ({zone, point}): a double-click deletes it
+  // Masks wrapped as {polygon}, so a mask is dragged, selected and deleted as a zone is.
+  const masks = Object.fromEntries(MASKS.map((kind) => [kind, ((config.masks || {})[kind] || []).map((polygon) => ({ polygon }))]));
+  let selected = zones[0] || null;  // a zone or a mask
+  let drawing = null;  // {kind: "zone" | "privacy" | "motion", points}
+  let drag = null;  // {item, point (index, or -1 for the whole polygon), start, original}
+  let pressed = null;  // the corner last pressed ({item, point}): a double-click deletes it
+
+  const shapes = () => [
+    ...zones.map((zone) => ({ kind: "zone", key: zone.id, item: zone })),
+    ...MASKS.flatMap((kind) => masks[kind].map((mask, i) => ({ kind, key: `${kind}-${i + 1}`, item: mask })))];
+  const attrs = (shape) => (shape.kind === "zone" ? { "data-zone": shape.key } : { "data-mask": shape.key });
 
   const width = camera.snapshot_width || 1280;
   const height = camera.snapshot_height || 720;
@@ -45,47 +54,50 @@ export async function zoneEditor(camera) {
     return [clamp((event.clientX - box.left) / box.width), clamp((event.clientY - box.top) / box.height)];
   };
   const pixels = (polygon) => polygon.map(([x, y]) => `${x * width},${y * height}`).join(" ");
+  const shapeName = (shape) => (shape.kind === "zone" ? shape.item.name || shape.item.id : `${t(`zones.mask.${shape.kind}`)} ${shape.key.split("-").pop()}`);
 
   const drawCanvas = () => {
     clear(layer);
-    zones.forEach((zone, z) => {
-      layer.append(svg("polygon", { points: pixels(zone.polygon), class: `zone editable${z === selected ? " selected" : ""}`, "data-zone": zone.id,
+    for (const shape of shapes()) {
+      const { item } = shape;
+      const kindClass = shape.kind === "zone" ? "zone" : `mask mask-${shape.kind}`;
+      layer.append(svg("polygon", { points: pixels(item.polygon), class: `${kindClass} editable${item === selected ? " selected" : ""}`, ...attrs(shape),
         onpointerdown: (e) => {
           if (drawing) return;
           e.stopPropagation();
           pressed = null;
-          if (selected !== z) select(z);
-          drag = { zone: z, point: -1, start: toNormalised(e), original: structuredClone(zone.polygon) };
+          if (selected !== item) select(item);
+          drag = { item, point: -1, start: toNormalised(e), original: structuredClone(item.polygon) };
           canvas.setPointerCapture(e.pointerId);
         } }));
-      zone.polygon.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius,
-        class: "handle", "data-zone": zone.id, "data-point": p,
+      item.polygon.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius,
+        class: "handle", ...attrs(shape), "data-point": p,
         onpointerdown: (e) => {
           if (drawing) return;
           e.stopPropagation();
-          drag = { zone: z, point: p };
-          pressed = { zone: z, point: p };
+          drag = { item, point: p };
+          pressed = { item, point: p };
           canvas.setPointerCapture(e.pointerId);
         } })));
-      const [lx, ly] = zone.polygon[0];
-      layer.append(svg("text", { x: lx * width + 6, y: ly * height - 6, class: "zone-label d" }, zone.name || zone.id));
-    });
+      const [lx, ly] = item.polygon[0];
+      layer.append(svg("text", { x: lx * width + 6, y: ly * height - 6, class: "zone-label d" }, shapeName(shape)));
+    }
     if (drawing) {
-      layer.append(svg("polyline", { points: pixels(drawing), class: "zone drawing" }));
-      drawing.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius, class: "handle new", "data-point": p })));
+      layer.append(svg("polyline", { points: pixels(drawing.points), class: "zone drawing" }));
+      drawing.points.forEach(([x, y], p) => layer.append(svg("circle", { cx: x * width, cy: y * height, r: radius, class: "handle new", "data-point": p })));
     }
   };
 
   canvas.addEventListener("pointerdown", (e) => {
     if (!drawing) return;
-    drawing.push(toNormalised(e));
+    drawing.points.push(toNormalised(e));
     drawTools();
     drawCanvas();
   });
   canvas.addEventListener("pointermove", (e) => {
     if (!drag) return;
     const [x, y] = toNormalised(e);
-    const polygon = zones[drag.zone].polygon;
+    const { polygon } = drag.item;
     if (drag.point >= 0) polygon[drag.point] = [x, y];
     else {
       const [dx, dy] = [x - drag.start[0], y - drag.start[1]];
@@ -97,7 +109,7 @@ export async function zoneEditor(camera) {
   // On the canvas, not the corner: the pointer capture sends the clicks here, and a drag redraws the corners.
   canvas.addEventListener("dblclick", () => {
     if (drawing || !pressed) return;
-    const polygon = zones[pressed.zone].polygon;
+    const { polygon } = pressed.item;
     if (polygon.length <= 3) status.textContent = t("zones.min_points");
     else polygon.splice(pressed.point, 1);
     pressed = null;
@@ -112,34 +124,49 @@ export async function zoneEditor(camera) {
   const newRule = (type) => withDefaults(schema, ruleModels[type]);
   const ruleTypeName = (type) => tOr(`rule.${type}`, ruleModels[type].title || type);
 
+  const finish = () => {
+    const { kind, points } = drawing;
+    drawing = null;
+    if (kind === "zone") {
+      zones.push({ ...withDefaults(schema, zoneModel), id: newId(), polygon: points, rules: [newRule(Object.keys(ruleModels)[0])] });
+      select(zones[zones.length - 1]);
+    } else {
+      masks[kind].push({ polygon: points });
+      select(masks[kind][masks[kind].length - 1]);
+    }
+  };
+
   const drawTools = () => {
     clear(tools);
     if (drawing) {
-      tools.append(h("span", { class: "muted" }, t("zones.drawing", { n: drawing.length })),
-        h("button", { type: "button", class: "primary finish-zone", disabled: drawing.length < 3, onclick: () => {
-          zones.push({ ...withDefaults(schema, zoneModel), id: newId(), polygon: drawing, rules: [newRule(Object.keys(ruleModels)[0])] });
-          drawing = null;
-          select(zones.length - 1);
-        } }, t("zones.finish")),
+      tools.append(h("span", { class: "muted" }, t("zones.drawing", { n: drawing.points.length })),
+        h("button", { type: "button", class: "primary finish-zone", disabled: drawing.points.length < 3, onclick: finish }, t("zones.finish")),
         h("button", { type: "button", class: "cancel-zone", onclick: () => { drawing = null; redraw(); } }, t("zones.cancel")));
       return;
     }
-    tools.append(h("button", { type: "button", class: "new-zone", onclick: () => {
-      drawing = [];
-      redraw();
-    } }, t("zones.new")));
+    for (const kind of ["zone", ...MASKS]) {
+      tools.append(h("button", { type: "button", class: kind === "zone" ? "new-zone" : `new-mask new-${kind}-mask`, onclick: () => {
+        drawing = { kind, points: [] };
+        redraw();
+      } }, t(`zones.new.${kind}`)));
+    }
+  };
+
+  const remove = (shape) => {
+    const owner = shape.kind === "zone" ? zones : masks[shape.kind];
+    owner.splice(owner.indexOf(shape.item), 1);
+    if (selected === shape.item) selected = null;
+    redraw();
   };
 
   const drawList = () => {
     clear(list);
-    zones.forEach((zone, z) => list.append(h("li", { class: z === selected ? "selected" : "", dataset: { zone: zone.id } },
-      h("button", { type: "button", class: "link select-zone", onclick: () => select(z) }, data(zone.name || zone.id)),
-      " ", zone.rules.map((rule) => h("span", { class: "tag" }, ruleTypeName(rule.type))),
-      h("button", { type: "button", class: "delete-zone", onclick: () => {
-        zones.splice(z, 1);
-        selected = Math.min(selected, zones.length - 1);
-        redraw();
-      } }, t("zones.delete")))));
+    for (const shape of shapes()) {
+      list.append(h("li", { class: `${shape.kind === "zone" ? "" : `mask-${shape.kind}`} ${shape.item === selected ? "selected" : ""}`.trim(), dataset: shape.kind === "zone" ? { zone: shape.key } : { mask: shape.key } },
+        h("button", { type: "button", class: "link select-zone", onclick: () => select(shape.item) }, shape.kind === "zone" ? data(shapeName(shape)) : shapeName(shape)),
+        " ", shape.kind === "zone" ? shape.item.rules.map((rule) => h("span", { class: "tag" }, ruleTypeName(rule.type))) : null,
+        h("button", { type: "button", class: "delete-zone", onclick: () => remove(shape) }, t("zones.delete"))));
+    }
   };
 
   const ruleForm = (zone, r) => {
@@ -158,11 +185,16 @@ export async function zoneEditor(camera) {
 
   const drawPanel = () => {
     clear(panel);
-    const zone = zones[selected];
-    if (!zone) {
+    const shape = shapes().find((s) => s.item === selected);
+    if (!shape) {
       panel.append(h("p", { class: "muted" }, t("zones.pick")));
       return;
     }
+    if (shape.kind !== "zone") {
+      panel.append(h("p", { class: "muted mask-help" }, t(`zones.mask.${shape.kind}.help`)));
+      return;
+    }
+    const zone = shape.item;
     // The zone's own settings (id, name, inertia, ...) from its schema; the polygon is the drawing.
     panel.append(h("div", { class: "zone-settings", dataset: { zone: zone.id } }, ...fields(schema, zoneModel, zone, [], ["polygon", "rules"])),
       ...zone.rules.map((_, r) => ruleForm(zone, r)),
@@ -170,8 +202,8 @@ export async function zoneEditor(camera) {
     for (const input of panel.querySelectorAll(".zone-settings input")) input.addEventListener("change", () => { drawList(); drawCanvas(); });
   };
 
-  function select(z) {
-    selected = z;
+  function select(item) {
+    selected = item;
     redraw();
   }
   function redraw() {
@@ -183,15 +215,17 @@ export async function zoneEditor(camera) {
 
   const save = h("button", { type: "button", class: "primary save-zones", onclick: async () => {
     clear(errors);
-    for (const zone of zones) zone.polygon = zone.polygon.map(([x, y]) => [round(x), round(y)]);
-    const problems = check(schema, schema, zones, "zones");
+    const polygon = (points) => points.map(([x, y]) => [round(x), round(y)]);
+    for (const zone of zones) zone.polygon = polygon(zone.polygon);
+    const body = { zones, masks: Object.fromEntries(MASKS.map((kind) => [kind, masks[kind].map((mask) => polygon(mask.polygon))])) };
+    const problems = [...check(schema, schema.properties.zones, body.zones, "zones"), ...check(schema, schema.properties.masks, body.masks, "masks")];
     if (problems.length) {
       errors.append(...problems.map((problem) => h("li", {}, problem)));
       status.textContent = t("zones.invalid");
       return;
     }
     try {
-      const saved = await put(base, { zones });
+      const saved = await put(base, body);
       status.textContent = t(saved.published ? "zones.saved_published" : "zones.saved", { v: saved.version });
       status.dataset.version = saved.version;
     } catch (error) {

@@ -1,4 +1,4 @@
-// Forms built from a JSON Schema (the edge's own zone and rule models, served at /api/cameras/zone-schema)
+// Forms built from a JSON Schema (the edge's own zone, rule and mask models, at /api/cameras/zone-schema)
 // and the same schema's check before a save. A setting added to a rule model on the edge shows up here
 // with no console change (labelled by its schema title until the catalogues name it), and a value the
 // edge would refuse is named, with its path, before it leaves the browser; the server checks again with
@@ -24,7 +24,7 @@ function unwrap(root, schema) {
 
 // The zone model and the rule models by their type: {zone, rules: {loitering: schema, ...}}.
 export function models(root) {
-  const zone = resolve(root, root.items);
+  const zone = resolve(root, root.properties.zones.items);
   const options = zone.properties.rules.items.oneOf || zone.properties.rules.items.anyOf;
   const rules = {};
   for (const option of options) {
