@@ -80,7 +80,8 @@ export async function zoneEditor(camera) {
           canvas.setPointerCapture(e.pointerId);
         } })));
       const [lx, ly] = item.polygon[0];
-      layer.append(svg("text", { x: lx * width + 6, y: ly * height - 6, class: "zone-label d" }, shapeName(shape)));
+      // Above its first corner, or below it when that corner is at the top of the frame.
+      layer.append(svg("text", { x: lx * width + 6, y: ly * height < 40 ? ly * height + 34 : ly * height - 6, class: "zone-label d" }, shapeName(shape)));
     }
     if (drawing) {
       layer.append(svg("polyline", { points: pixels(drawing.points), class: "zone drawing" }));
@@ -207,6 +208,7 @@ export async function zoneEditor(camera) {
     redraw();
   }
   function redraw() {
+    clear(errors);  // what the last save said no longer describes what is being edited
     drawCanvas();
     drawTools();
     drawList();
