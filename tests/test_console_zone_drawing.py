@@ -31,7 +31,7 @@ from gridwatch.edge.config import load_config
 from gridwatch.edge.node.runner import LiveNode, evidence_store, mqtt_publisher
 from gridwatch.server.registry.accounts import issue_token
 from tests import test_console_browser as console
-from tests.test_console_browser import SCREENSHOTS, SITE, Compound, open_console, shot
+from tests.test_console_browser import SCREENSHOTS, SITE, UNTRANSLATED, Compound, open_console, shot
 
 compound, browser = console.compound, console.browser
 NODE, CAMERA = "lane-node", "lane-west-cam"  # the registry's west fire lane (grid 02)
@@ -169,6 +169,14 @@ def test_an_installer_draws_a_fire_lane_zone_and_the_edge_reports_from_it(compou
     page.locator(".zone-editor").scroll_into_view_if_needed()
     shot(page, "10-zone-drawn-fire-lane-and-masks-saved")
     assert page.evaluate("[...window.gridwatchI18n.misses]") == []
+    page.click("#lang")  # the same editor in English: every string from the catalogue
+    page.locator(f".camera[data-camera='{CAMERA}'] button.edit-zones").click()
+    expect(page.locator("svg.zone-canvas polygon.mask-privacy[data-mask='privacy-1']")).to_be_visible()
+    page.locator(".zone-list li[data-zone='lane-south'] button.select-zone").click()
+    expect(page.locator(".zone-panel .rule")).to_contain_text("Stationary before alert (s)")
+    assert page.evaluate(UNTRANSLATED) == [] and page.evaluate("[...window.gridwatchI18n.misses]") == []
+    page.locator(".zone-editor").scroll_into_view_if_needed()
+    shot(page, "10-zone-editor-en")
     assert not page.errors  # type: ignore[attr-defined]
 
     saved = compound.admin.get(f"/api/cameras/{SITE}/{NODE}/{CAMERA}/zones").json()
