@@ -143,9 +143,10 @@ def prepare_footage(samples: Path, data_dir: Path, lobby: Path | None = None) ->
         out = footage_dir / name
         return out if out.is_file() else build(out)
 
+    # The names carry the hold times, so a data directory from an older demo gets fresh clips.
     profile = derived("hivis.profile.json", lambda out: enrol_vest(samples, out))
-    gate = derived("gate-north-worker.mp4", lambda out: gate_clip(samples / GATE_CLIP, out))
-    lane = derived("lane-east-held-car.mp4", lambda out: held_car_clip(samples / LANE_CLIP, out))
+    gate = derived(f"gate-north-worker-{GATE_PAUSE_S:.0f}s.mp4", lambda out: gate_clip(samples / GATE_CLIP, out))
+    lane = derived(f"lane-east-held-car-{HOLD_S:.0f}s.mp4", lambda out: held_car_clip(samples / LANE_CLIP, out))
     footage = [
         Footage("lobby-cam", lobby or samples / LOBBY_CLIP, lobby.name if lobby else LOBBY_CLIP),
         Footage("gate-north-cam", gate, GATE_CLIP, "gate_pause", GATE_PAUSE_S),

@@ -149,3 +149,21 @@ def test_the_guard_sees_the_three_situations_and_the_footage_credit(demo, browse
         expect(page.locator("main").get_by_text(camera).first).to_be_visible()
     shoot(page, workdir, f"demo-board-{lang}")
     page.context.close()
+
+
+def test_the_fire_lane_ticket_clears_and_escalates_on_the_demo_clocks(demo) -> None:
+    """The held car drives off (the camera reports the lane clear) and the undispatched ticket is
+    escalated once the demo's one-minute registered limit has passed."""
+    api, started, _workdir = demo
+    ticket: dict = {}
+    while time.monotonic() - started < 240:
+        headers = login_headers(api, "guard", DEMO_PASSWORD)
+        tickets = get_json(f"{api}/api/tickets?limit=200", headers)["items"]
+        ticket = next((t for t in tickets if t["type"] in FIRE_LANE), {})
+        if ticket.get("ended_at") and ticket["escalation_level"] >= 1:
+            break
+        time.sleep(2)
+    assert ticket.get("ended_at") and ticket["escalation_level"] >= 1, ticket
+    actions = [a["action"] for a in get_json(f"{api}/api/tickets/{ticket['id']}/transitions", headers)]
+    assert actions[:2] == ["open", "register"] and "escalate" in actions, actions
+    print(f"fire-lane ticket cleared and escalated {time.monotonic() - started:.1f} s after the demo started")
