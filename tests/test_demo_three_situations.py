@@ -4,7 +4,8 @@ The demo command starts (embedded broker, SQLite, server, gate controller, one e
 cameras on the Intel sample videos, two of them derived at start-up) and within 120 s the API holds
 a courier entry (whose open command reached the gate), a fire-lane ticket and a loitering ticket,
 each with a real snapshot. Then Chromium, logged in as the guard, looks at the feed, the gate and
-the board, and the footage credit line; screenshots go to the test's tmp dir and artifacts/screenshots.
+the board and the cameras (every camera of the demo registry online), and the footage credit
+line; screenshots go to the test's tmp dir and artifacts/screenshots.
 """
 
 from __future__ import annotations
@@ -148,6 +149,12 @@ def test_the_guard_sees_the_three_situations_and_the_footage_credit(demo, browse
     for camera in ("gate-north-cam", "lane-east-cam", "lobby-cam"):
         expect(page.locator("main").get_by_text(camera).first).to_be_visible()
     shoot(page, workdir, f"demo-board-{lang}")
+
+    page.goto("/#/cameras")
+    page.wait_for_function("document.body.dataset.view === 'cameras'")
+    for camera in ("lobby-cam", "gate-north-cam", "lane-east-cam", "lane-west-cam"):  # none 'status unknown'
+        expect(page.locator(f"article.camera[data-camera='{camera}'] .status.online")).to_be_visible()
+    shoot(page, workdir, f"demo-cameras-{lang}")
     page.context.close()
 
 
