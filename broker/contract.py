@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gridwatch.broker.topics import Id
-from gridwatch.broker.zones import ZoneList
+from gridwatch.broker.zones import Masks, ZoneList
 
 EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
@@ -303,7 +303,7 @@ class GateAck(_Payload):
 
 
 class CameraConfig(_Payload):
-    """A camera's zones and rules as saved in the console, published retained by the server.
+    """A camera's zones, rules and masks as saved in the console, published retained by the server.
 
     The node applies a config whose ``version`` is newer than the one it runs, without restarting
     the stream; ``zones`` is the edge config's ``cameras[].zones`` list, validated by the same model.
@@ -315,6 +315,8 @@ class CameraConfig(_Payload):
     camera_id: Id
     version: int = Field(ge=1, le=2**63 - 1, description="Increases with every save; the node ignores older ones.")
     zones: ZoneList = Field(description="The camera's zones, as under cameras[].zones in the edge config.")
+    masks: Masks = Field(Masks(), description="The camera's privacy masks (cameras[].privacy_masks in the edge "
+                         "config) and motion masks (cameras[].motion.masks).")
 
 
 class UniformExample(_Payload):

@@ -189,3 +189,18 @@ def _unique_zone_ids(zones: tuple[Zone, ...]) -> tuple[Zone, ...]:
 
 # One camera's zones, checked as the edge checks them (the console validates a save with this too).
 ZoneList = Annotated[tuple[Zone, ...], AfterValidator(_unique_zone_ids)]
+
+
+# A mask: a polygon without rules (the error of a bad one names its index, e.g. ``privacy.1``).
+Polygon = Annotated[tuple[Point, ...], AfterValidator(at_least_a_triangle), Field(json_schema_extra={"minItems": 3})]
+Polygons = tuple[Polygon, ...]
+
+
+class Masks(StrictModel):
+    """Areas of a camera's view drawn like zones, without rules."""
+
+    privacy: Polygons = Field(
+        (), description="Blacked out on every image the node stores, originals included (a neighbour's window, a "
+        "changing-room door): what is there is never recorded.")
+    motion: Polygons = Field(
+        (), description="Where movement does not wake the detector (trees, flags, a timestamp overlay).")

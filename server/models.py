@@ -129,6 +129,9 @@ class Ticket(Base):
     sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeper's next look
     escalation_level: Mapped[int] = mapped_column(sa.Integer, default=0)  # 0 grid … 3 district
     overdue: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # breached any time limit
+    # -- a person said it was a false alarm (误报), and why: gridwatch.server.tickets.false_alarms
+    false_alarm_reason: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    false_alarm_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # -- origin: "camera" (an edge incident) or "open311" (reported by a person through an integrator)
     source: Mapped[str] = mapped_column(sa.String(16), server_default="camera")
     latitude: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
@@ -389,7 +392,7 @@ class ApiToken(Base):
 
 
 class CameraZones(Base):
-    """The zone config of one camera as an installer last saved it in the console's zone editor; the
+    """The zones and masks of one camera as an installer last saved them in the console's zone editor; the
     same document is published retained to the camera's config topic for the edge to load."""
 
     __tablename__ = "camera_zones"
@@ -398,6 +401,7 @@ class CameraZones(Base):
     node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     zones: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    masks: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")  # privacy, motion
     version: Mapped[int] = mapped_column(sa.Integer)
     updated_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

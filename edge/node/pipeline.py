@@ -19,7 +19,7 @@ from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.publish import EventSink
 from gridwatch.edge.evidence.plates import VEHICLE_CLASSES
-from gridwatch.edge.evidence.privacy import Redactor
+from gridwatch.edge.evidence.privacy import Redactor, black_out
 from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop_box
 from gridwatch.edge.node.plate_watch import PlateWatch
 from gridwatch.edge.perception.appearance import AppearanceEmbedder
@@ -147,7 +147,9 @@ class CameraPipeline:
                                          frame.image, area, rule)
             if self.plates is not None and isinstance(rule, FireLaneRule) and rule.read_plates:
                 assert isinstance(detector, FireLaneDetector)
-                self.plates.observe(frame.source_time_s, frame.image, detector.open_vehicles(frame.source_time_s))
+                # what a privacy mask hides is never recorded, in a plate crop neither
+                self.plates.observe(frame.source_time_s, black_out(frame.image, self.camera.privacy_masks),
+                                    detector.open_vehicles(frame.source_time_s))
         emitted += self._plate_events(frame.source_time_s, frame.image)
         change = self.tamper.update(frame.image, frame.source_time_s)
         if change is not None:
@@ -216,7 +218,7 @@ class CameraPipeline:
                             crop_sha256=crop_sha256)
 
     def replace_zones(self, camera: Camera) -> tuple[int, int]:
-        """Take the zones and rules of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
+        """Take the zones, rules and masks of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
 
         An unchanged rule keeps its state and open incident; a changed or removed one ends its
         incident first. The caller makes sure no frame is in the pipeline meanwhile."""
@@ -233,6 +235,8 @@ class CameraPipeline:
         old_zones = {zone.id: zone for zone in self.camera.zones}
         self.membership = {z.id: self.membership[z.id] if old_zones.get(z.id) == z else ZoneMembership(z.inertia)
                            for z in camera.zones}
+        if camera.motion != self.camera.motion:  # new motion masks: the gate learns its background again
+            self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
         self.camera, self.rules = camera, rules
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
@@ -256,6 +260,7 @@ class CameraPipeline:
             blur_faces = rule.blur_faces if rule is not None else True
             blur_plates = rule.blur_plates if rule is not None else True
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
+            image = black_out(image, self.camera.privacy_masks)  # before anything is stored, the original too
             original = image
             # what a fire lane counts as a vehicle has a plate too (an overhead camera's model may call a car else)
             vehicles = set(VEHICLE_CLASSES) | (set(rule.objects) if isinstance(rule, FireLaneRule) else set())

@@ -65,6 +65,8 @@ class TicketOut(_Out):
     assignee_id: str | None
     extension_request: dict[str, Any] | None
     rework_count: int
+    false_alarm_reason: str | None
+    false_alarm_at: datetime | None
     extension_count: int
     rating: int | None
     stage_entered_at: datetime

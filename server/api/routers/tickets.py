@@ -1,5 +1,6 @@
 """REST for the ticket engine: tickets (list, one with its events), transitions and audit trail,
-silences, registry, category table, indicators. Mounted by :func:`gridwatch.server.api.app.create_app`.
+silences, registry, category table, indicators and the weekly false-alarm rates. Mounted by
+:func:`gridwatch.server.api.app.create_app`.
 
 The acting person and role are the logged-in account's (:mod:`~gridwatch.server.api.auth`), never the
 request body's; the rules in :mod:`~gridwatch.server.tickets.lifecycle` check them. A grid worker sees and
@@ -39,7 +40,7 @@ from gridwatch.server.api.schemas import (
 from gridwatch.server.integrations.webhooks import NOTIFY_OWNER
 from gridwatch.server.models import Silence, Ticket, TicketTransition
 from gridwatch.server.registry import grids, vehicles
-from gridwatch.server.tickets import indicators, lifecycle
+from gridwatch.server.tickets import false_alarms, indicators, lifecycle
 from gridwatch.server.tickets.categories import CategoryTable
 
 router = APIRouter(prefix="/api")
@@ -364,3 +365,11 @@ def get_indicators_csv(session: SessionDep, by: indicators.GroupBy = "none", per
     return PlainTextResponse(indicators.to_csv(rows), media_type="text/csv; charset=utf-8")
 
 
+
+
+@router.get("/indicators/false-alarms", responses=NOT_FOUND)
+def get_false_alarm_rates(session: SessionDep, by: false_alarms.GroupBy = "camera", since: datetime | None = None,
+                          until: datetime | None = None) -> list[dict[str, Any]]:
+    """误报率: per rule (event type), camera or zone (``camera/zone``) and local week (its Monday), the
+    camera tickets opened, how many a person marked a false alarm, the rate and the count per reason."""
+    return false_alarms.rates(session, by=by, since=since, until=until)

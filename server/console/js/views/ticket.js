@@ -46,10 +46,16 @@ async function uploadPhoto(file) {
 }
 
 // The form for one action: only the fields it needs.
-async function actionForm(ticket, action, needs, done, refused = null) {
+async function actionForm(ticket, action, needs, choices, done, refused = null) {
   const form = h("form", { class: "action-form", dataset: { action } });
   const fields = new Set(needs);
   if (action === "feedback") fields.add("photo");
+  if (fields.has("false_alarm_reason")) {
+    // A fixed reason to count by, and words for the supervisor (needed when the reason is "other").
+    form.append(h("label", {}, t("field.false_alarm_reason"), h("select", { name: "false_alarm_reason", required: true },
+      choices.false_alarm_reason.map((code) => h("option", { value: code }, label("false_alarm", code))))));
+    form.append(h("label", {}, t("field.reason_optional"), h("textarea", { name: "reason", rows: 2 })));
+  }
   if (fields.has("reason")) form.append(h("label", {}, t("field.reason"), h("textarea", { name: "reason", rows: 2, required: true })));
   if (fields.has("assignee_id")) {
     form.append(h("label", {}, t("field.assignee"), h("select", { name: "assignee", required: true }, await assigneeOptions(ticket))));
@@ -73,7 +79,8 @@ async function actionForm(ticket, action, needs, done, refused = null) {
     e.preventDefault();
     const body = { action, expected_version: ticket.version };
     const el = form.elements;
-    if (el.reason) body.reason = el.reason.value.trim();
+    if (el.reason && el.reason.value.trim()) body.reason = el.reason.value.trim();
+    if (el.false_alarm_reason) body.false_alarm_reason = el.false_alarm_reason.value;
     if (el.result) body.result = el.result.value.trim();
     if (el.rating) body.rating = Number(el.rating.value);
     if (el.assignee) [body.assignee_kind, body.assignee_id] = el.assignee.value.split(":");
@@ -113,9 +120,9 @@ export async function ticketView(root, me, id) {
       h("span", { class: `stage stage-${ticket.stage}`, "data-stage": ticket.stage }, label("stage", ticket.stage)), " ", slaBadge(ticket)));
     const buttons = h("div", { class: "actions" });
     const formSlot = h("div", { class: "form-slot" });
-    for (const { action, needs } of actions) {
+    for (const { action, needs, choices = {} } of actions) {
       buttons.append(h("button", { type: "button", dataset: { action }, onclick: async () => {
-        clear(formSlot).append(await actionForm(ticket, action, needs, render, action === "claim" ? lostClaim : null));
+        clear(formSlot).append(await actionForm(ticket, action, needs, choices, render, action === "claim" ? lostClaim : null));
       } }, label("action", action)));
     }
     if (!actions.length) buttons.append(h("p", { class: "muted" }, t("ticket.no_actions")));
@@ -130,6 +137,8 @@ export async function ticketView(root, me, id) {
       fact("ticket.events", String(ticket.event_count)),
       fact("ticket.rework", String(ticket.rework_count)),
       fact("ticket.rating", ticket.rating ? t("rating.stars", { n: ticket.rating }) : "—"),
+      fact("ticket.false_alarm", ticket.false_alarm_reason
+        ? h("span", { class: "false-alarm", dataset: { reason: ticket.false_alarm_reason } }, label("false_alarm", ticket.false_alarm_reason)) : "—"),
       fact("ticket.linked", ticket.previous_ticket_id
         ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—"),
       ...(ticket.plate ? plateFacts(ticket, me, render) : [])));
@@ -175,6 +184,7 @@ function plateFacts(ticket, me, done) {
 
 function details(d) {
   const parts = [];
+  if (d.false_alarm_reason) parts.push(h("span", {}, t("field.false_alarm_reason"), ": ", label("false_alarm", d.false_alarm_reason), " "));
   for (const key of ["reason", "result", "assignee_id", "rating", "unit"]) if (d[key] !== undefined) parts.push(h("span", {}, t(`field.${key}`), ": ", data(d[key]), " "));
   if (d.photo_sha256) parts.push(h("a", { href: `/api/snapshots/${d.photo_sha256}`, target: "_blank", class: "photo-link" }, t("field.photo")));
   return parts;

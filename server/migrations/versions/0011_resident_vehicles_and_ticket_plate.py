@@ -2,8 +2,8 @@
 on the ticket, and the site's list of residents' vehicles (plate -> unit, person, phone) tells the
 property office whom to ask to move it.
 
-Revision ID: 0009_plates
-Revises: 0008
+Revision ID: 0011_plates
+Revises: 0010_camera_masks
 Create Date: 2026-12-07
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0009_plates"
-down_revision = "0008"
+revision = "0011_plates"
+down_revision = "0010_camera_masks"
 branch_labels = None
 depends_on = None
 
