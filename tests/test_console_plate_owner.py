@@ -43,6 +43,11 @@ def test_a_guard_sees_plate_and_unit_and_notifies_the_owner_once(compound: Compo
     imported = compound.admin.put("/api/registry/vehicles", content=CSV.encode(), headers={"Content-Type": "text/csv"})
     assert imported.status_code == 200, imported.text
     ticket = compound.ticket_of(blocked_lane(compound, "苏E7K352"))
+    unwired = compound.admin.post(f"/api/tickets/{ticket['id']}/notify-owner")
+    assert unwired.status_code == 422 and "no webhook" in unwired.text, "a notice nobody would receive is refused"
+    hook = compound.admin.post("/api/webhooks", json={"url": "https://sms-gateway.example.com/gridwatch",
+                                                       "secret": "s" * 20, "events": ["notify_owner"]})
+    assert hook.status_code == 201, hook.text
     page = open_console(browser, compound, "guard")
     page.goto(f"/#/ticket/{ticket['id']}")
     plate = page.locator("strong.plate")

@@ -84,6 +84,12 @@ def wants(subscription: WebhookSubscription, action: str) -> bool:
     return ALL in subscription.events or action in subscription.events
 
 
+def anyone_wants(session: Session, action: str) -> bool:
+    """True when an active subscription would receive a transition ``action`` (a notice nobody gets is not sent)."""
+    return any(wants(sub, action) for sub in session.scalars(
+        sa.select(WebhookSubscription).where(WebhookSubscription.active)))
+
+
 def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition], now: datetime) -> int:
     """Owe each matching subscription each transition (committed); returns the deliveries made.
 

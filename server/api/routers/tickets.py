@@ -37,6 +37,7 @@ from gridwatch.server.api.schemas import (
     TransitionOut,
     TransitionResult,
 )
+from gridwatch.server.integrations import webhooks
 from gridwatch.server.integrations.webhooks import NOTIFY_OWNER
 from gridwatch.server.models import Silence, Ticket, TicketTransition
 from gridwatch.server.registry import grids, vehicles
@@ -155,14 +156,17 @@ def notify_owner(ticket_id: RowId, request: Request, session: SessionDep,
     """Ask the owner of the vehicle blocking the fire lane to move it (挪车): an audit entry ``notify_owner``
     naming the unit, delivered to the webhooks subscribed to it with the plate, person and phone added (the
     site wires one to its SMS or WeChat gateway; the audit trail, kept for years, holds no plate or phone).
-    Once per ticket: 409 when already sent or when someone acted first; 422 without a read plate or an
-    owner in the residents' vehicle list."""
+    Once per ticket: 409 when already sent or when someone acted first; 422 without a read plate, an
+    owner in the residents' vehicle list, or a webhook that would carry the notice."""
     ticket = _visible_ticket(session, ticket_id, principal)
     owner = vehicles.owner_of_ticket(session, ticket_id)
     if owner is None:
         plate = (ticket.plate or {}).get("text")
         raise HTTPException(422, f"ticket {ticket_id}: plate {plate} is not in the residents' vehicle list"
                             if plate else f"ticket {ticket_id}: no plate was read for it")
+    if not webhooks.anyone_wants(session, NOTIFY_OWNER):
+        raise HTTPException(422, "no webhook is subscribed to notify_owner: an admin wires one to the site's SMS or "
+                            "WeChat gateway (POST /api/webhooks) before owners can be notified")
     already = session.scalar(sa.select(sa.func.count()).select_from(TicketTransition).where(
         TicketTransition.ticket_id == ticket_id, TicketTransition.action == NOTIFY_OWNER))
     if already:
