@@ -10,6 +10,7 @@ import functools
 import math
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -142,11 +143,31 @@ class Camera(StrictModel):
     loop: bool = Field(False, description="Start a file source again at its end (demos).")
     stall_s: float = Field(5.0, gt=0, description="No frame for this long: the stream is stalled and reopened.")
     offline_event_s: float = Field(30.0, gt=0, description="Lost for this long: a camera_offline event starts.")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="rtsp:// sources only: RTP inside the RTSP connection (tcp: passes NAT and firewalls, no "
+        "loss) or RTP over UDP (lower latency on a clean LAN; some older cameras and NVR channels offer only this)."
+    )
     motion: Motion = Motion()
     tamper: Tamper = Tamper()
     zones: ZoneList = ()
     privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
                                     "stores, originals included: a neighbour's window, a changing-room door.")
+
+    @field_validator("source")
+    @classmethod
+    def _credentials_inside_the_address(cls, source: str) -> str:
+        """NVR passwords often hold ``#``, ``?``, ``/`` or ``@``; unencoded, they end the host part early, so
+        the camera is unreachable and the rest of the password lands where it would be logged. The message
+        never repeats the URL."""
+        if "://" not in source:
+            return source
+        parts = urlsplit(source)
+        if "@" in parts.path + parts.query + parts.fragment or (parts.netloc.count("@") > 1):
+            raise ValueError("the URL's user or password holds a character that ends the address (#, ?, / or @): "
+                             "percent-encode it (# is %23, ? is %3F, / is %2F, @ is %40)")
+        if not parts.hostname:
+            raise ValueError("the URL has no host (expected rtsp://user:password@host:554/path)")
+        return source
 
 
 class MqttTls(StrictModel):

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from gridwatch.broker.contract import NodeState, now_utc
-from gridwatch.broker.mqtt_url import TlsFiles
+from gridwatch.broker.mqtt_url import TlsFiles, redact_url
 from gridwatch.broker.zones import CourierRule
 from gridwatch.edge.capture.reader import CameraReader
 from gridwatch.edge.capture.source import FrameSource, Sampler
@@ -191,7 +191,7 @@ class LiveNode:
 
     def start(self) -> None:
         for camera in self.config.cameras:
-            log.info("camera %s: %s at %.1f detect-fps", camera.id, camera.source, camera.detect_fps)
+            log.info("camera %s: %s at %.1f detect-fps", camera.id, redact_url(camera.source), camera.detect_fps)
         self.engine.start()
         self.monitor.start()
         self.remote_zones.start()
