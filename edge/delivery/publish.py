@@ -316,7 +316,7 @@ class MqttPublisher:
         stored: list[bytes] = []
 
         def payload(seq: int) -> bytes:
-            stored.append(event.model_copy(update={"seq": seq}).to_json().encode())
+            stored.append(event.model_copy(update={"seq": seq, "epoch": self.outbox.epoch}).to_json().encode())
             return stored[-1]
 
         with self._send_lock:
