@@ -1,4 +1,4 @@
-"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|uniform-cost|replicas ...]``:
+"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|rtsp|uniform-cost|replicas]``:
 the edge benchmarks (all by default); ``uniform-cost`` (the uniform half of ``overhead`` alone) and ``replicas``
 (server ingest on the clustered broker, bench/replicas.py) only when named."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline, privacy, uniforms
+from bench import accuracy, detector, gating, outbox, pipeline, privacy, rtsp, uniforms
 from bench.common import quiet_opencv
 
 
@@ -18,7 +18,7 @@ def _overhead() -> None:
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": _overhead,
               "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main,
-              "privacy": privacy.main, "uniforms": uniforms.main}
+              "privacy": privacy.main, "uniforms": uniforms.main, "rtsp": rtsp.main}
 
 
 def _replicas() -> None:

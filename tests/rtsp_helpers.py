@@ -29,6 +29,8 @@ def require_rtsp_tools() -> str:
     ffmpeg = shutil.which("ffmpeg")
     probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
                             "from gi.repository import GstRtspServer"], capture_output=True, text=True)
+    if not CLIP.is_file():
+        pytest.fail(f"shared sample footage not found: {CLIP} (set GRIDWATCH_SHARED)")
     if ffmpeg is None or probe.returncode != 0:
         pytest.fail(f"the RTSP tests need Debian's ffmpeg and GStreamer RTSP server: apt-get install {APT_PACKAGES}"
                     f" ({probe.stderr.strip()[-200:]})")
@@ -62,6 +64,18 @@ class Clips:
         path = self.directory / "h265.ts"
         self._run("-i", str(CLIP), "-t", "40", "-c:v", "libx265", "-preset", "ultrafast", "-g", "20",
                   "-x265-params", "log-level=error", str(path))
+        return path
+
+    def encoded(self, codec: str, width: int, height: int, seconds: float) -> Path:
+        """The shared clip's first ``seconds`` at ``width``x``height`` in ``codec``, encoded once (ultrafast, a key
+        frame every 2 s) and kept in the directory, so a benchmark's later runs skip it."""
+        path = self.directory / f"{codec}-{width}x{height}-{seconds:g}s.ts"
+        if not path.exists():
+            encoder = {"h264": ("libx264",), "h265": ("libx265", "-x265-params", "log-level=error")}[codec]
+            partial = path.with_suffix(".part.ts")
+            self._run("-i", str(CLIP), "-t", f"{seconds:g}", "-vf", f"scale={width}:{height}", "-an", "-c:v",
+                      *encoder, "-preset", "ultrafast", "-g", "20", str(partial))
+            partial.rename(path)
         return path
 
     @functools.cached_property
