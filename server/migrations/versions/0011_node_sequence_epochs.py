@@ -1,8 +1,8 @@
 """Sequence resets: each node's outbox epoch (``Event.epoch``), the epochs it had before, and how many
 times (and when, from which number) its numbering started over; see server/ingest/sequence.py.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011_node_sequence_epochs
+Revises: 0010_camera_masks
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011_node_sequence_epochs"
+down_revision = "0010_camera_masks"
 branch_labels = None
 depends_on = None
 
