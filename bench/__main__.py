@@ -1,5 +1,5 @@
 """``python -m bench [NAME ...]``, NAME one of detector, pipeline, overhead, gating, accuracy, outbox, privacy,
-uniforms, plates, uniform-cost, plate-overhead, replicas: the edge benchmarks (all by default); ``uniform-cost``
+uniforms, plates, rtsp, uniform-cost, plate-overhead, replicas: the edge benchmarks (all by default); ``uniform-cost``
 and ``plate-overhead`` (parts of ``overhead`` alone) and ``replicas`` (server ingest on the clustered broker,
 bench/replicas.py) only when named."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline, plates, privacy, uniforms
+from bench import accuracy, detector, gating, outbox, pipeline, plates, privacy, rtsp, uniforms
 from bench.common import quiet_opencv
 
 
@@ -21,7 +21,7 @@ def _overhead() -> None:
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": _overhead,
               "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main,
-              "privacy": privacy.main, "uniforms": uniforms.main, "plates": plates.main}
+              "privacy": privacy.main, "uniforms": uniforms.main, "plates": plates.main, "rtsp": rtsp.main}
 
 
 def _replicas() -> None:

@@ -162,6 +162,12 @@ class Event(_Payload):
         "one, kept on disk across restarts, so a gap tells the server an event was lost (or is late). Absent "
         "from replays written to a file.",
     )
+    epoch: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$",
+        description="The identity of the outbox that numbered this event, made when a node's outbox is created. "
+        "A node whose outbox was wiped (new disk, reinstall) numbers from 1 again under a new epoch, so the "
+        "server reports a reset rather than a gap. Present whenever seq is.",
+    )
     plate: PlateReading | None = Field(
         None, description="The blocking vehicle's plate (fire_lane_blocked only): an update shortly after the "
         "start, and the end, carry what the edge read.")

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -35,6 +35,17 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 SESSION_EXPIRY_S = 7 * 24 * 3600
 PROBE_TIMEOUT_S = 3.0
 _REFUSED_PROTOCOL = (0x01, 0x84)  # CONNACK "unacceptable protocol version": 3.1.1 code, MQTT 5 reason code
+
+
+def redact_url(url: str) -> str:
+    """Any URL with its password masked (AMQP nodes, RTSP cameras): the one way a credentialled URL
+    reaches a log, a status payload or an error message. The user stays, so an installer can tell
+    which account a camera or broker was given."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ import functools
 import math
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from gridwatch.broker.mqtt_url import parse_mqtt_url, redact_url
 from gridwatch.broker.topics import Id
 from gridwatch.broker.zones import RULE_TYPES, CourierRule, Polygons, StrictModel, ZoneList
 
@@ -142,11 +144,31 @@ class Camera(StrictModel):
     loop: bool = Field(False, description="Start a file source again at its end (demos).")
     stall_s: float = Field(5.0, gt=0, description="No frame for this long: the stream is stalled and reopened.")
     offline_event_s: float = Field(30.0, gt=0, description="Lost for this long: a camera_offline event starts.")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="rtsp:// sources only: RTP inside the RTSP connection (tcp: passes NAT and firewalls, no "
+        "loss) or RTP over UDP (lower latency on a clean LAN; some older cameras and NVR channels offer only this)."
+    )
     motion: Motion = Motion()
     tamper: Tamper = Tamper()
     zones: ZoneList = ()
     privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
                                     "stores, originals included: a neighbour's window, a changing-room door.")
+
+    @field_validator("source")
+    @classmethod
+    def _credentials_inside_the_address(cls, source: str) -> str:
+        """NVR passwords often hold ``#``, ``?``, ``/`` or ``@``; unencoded, they end the host part early, so
+        the camera is unreachable and the rest of the password lands where it would be logged. The message
+        never repeats the URL."""
+        if "://" not in source:
+            return source
+        parts = urlsplit(source)
+        if "@" in parts.path + parts.query + parts.fragment or (parts.netloc.count("@") > 1):
+            raise ValueError("the URL's user or password holds a character that ends the address (#, ?, / or @): "
+                             "percent-encode it (# is %23, ? is %3F, / is %2F, @ is %40)")
+        if not parts.hostname:
+            raise ValueError("the URL has no host (expected rtsp://user:password@host:554/path)")
+        return source
 
 
 class MqttTls(StrictModel):
@@ -163,8 +185,28 @@ class MqttTls(StrictModel):
         return self
 
 
+def _check_broker_url(url: str) -> str:
+    """A broker URL the edge can connect to, checked when the config loads (the message never shows a password)."""
+    try:
+        parse_mqtt_url(url)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(url, redact_url(url))) from None
+    return url
+
+
+BrokerUrl = Annotated[str, AfterValidator(_check_broker_url)]
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+
+
 class Mqtt(StrictModel):
-    url: str = "mqtt://127.0.0.1:1883"
+    url: BrokerUrl | None = Field(None, description=f"One broker (default {DEFAULT_BROKER_URL}); or set urls.")
+    urls: tuple[BrokerUrl, ...] = Field(
+        (), description="Brokers in order of preference (a site's broker pair): the node publishes to the first "
+        "that answers, moves to the next when its broker fails, and comes back to the first once it answers again.",
+    )
+    failback_check_s: float = Field(
+        10.0, gt=0, le=3600, description="While on a fallback broker, how often the first one is tried again."
+    )
     client_id: str | None = None
     qos: Literal[0, 1, 2] = 1
     reconnect_max_s: float = Field(
@@ -172,9 +214,23 @@ class Mqtt(StrictModel):
     )
     tls: MqttTls = MqttTls()
 
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The brokers in order of preference, however the config named them."""
+        return self.urls or (self.url or DEFAULT_BROKER_URL,)
+
+    @model_validator(mode="after")
+    def _one_list_of_brokers(self) -> Mqtt:
+        if self.url is not None and self.urls:
+            raise ValueError("set url (one broker) or urls (a list of brokers), not both")
+        schemes = {url.split("://", 1)[0].lower() for url in self.broker_urls}
+        if len(schemes) > 1:
+            raise ValueError("urls mixes mqtt:// and mqtts://: a node's brokers share one TLS setting")
+        return self
+
     @model_validator(mode="after")
     def _tls_needs_mqtts(self) -> Mqtt:
-        if self.tls != MqttTls() and not self.url.startswith("mqtts://"):
+        if self.tls != MqttTls() and not self.broker_urls[0].startswith("mqtts://"):
             raise ValueError("tls files are set, so the url must start with mqtts://")
         return self
 

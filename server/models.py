@@ -542,6 +542,12 @@ class NodeSequence(Base):
     node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     last_seq: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The node's outbox identity (Event.epoch): a new one means the node numbers from 1 again (a reset).
+    epoch: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    past_epochs: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
+    resets: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    seq_before_reset: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
 
 
 class SequenceGap(Base):

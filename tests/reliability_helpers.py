@@ -25,17 +25,20 @@ CLIP = "one-by-one-person-detection.mp4"
 class Server:
     """An in-process GridWatch server on its own data dir, and a token that reads and uploads."""
 
-    def __init__(self, data_dir: Path, mqtt_url: str) -> None:
+    def __init__(self, data_dir: Path, mqtt_url: str, database_url: str = "") -> None:
+        """``database_url``: empty for a SQLite file in ``data_dir``; replicas share a PostgreSQL one."""
         from gridwatch.server.registry.accounts import issue_token
         from gridwatch.server.runner import ServerRunner
         from gridwatch.server.settings import ServerSettings
 
-        self.runner = ServerRunner(ServerSettings(data_dir=data_dir, mqtt_url=mqtt_url, port=free_port()))
+        self.runner = ServerRunner(ServerSettings(data_dir=data_dir, mqtt_url=mqtt_url, port=free_port(),
+                                                    database_url=database_url))
         self.runner.start()
         self.api = f"http://127.0.0.1:{self.runner.settings.port}"
         state = self.runner.app.state
         with state.sessions() as session:
-            self.token = issue_token(session, "reliability-test", ["read", "snapshots:write"], state.clock.now())
+            self.token = issue_token(session, f"reliability-test-{data_dir.name}", ["read", "snapshots:write"],
+                                     state.clock.now())
             session.commit()
 
     def get(self, path: str) -> Any:

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gridwatch.broker.embedded import EmbeddedBroker
-from gridwatch.broker.mqtt_url import MqttEndpoint, connect_client, parse_mqtt_url
+from gridwatch.broker.mqtt_url import MqttEndpoint, connect_client, parse_mqtt_url, redact_url
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -57,6 +57,16 @@ def test_password_never_shown() -> None:
     assert "s3cret" not in repr(endpoint)
     assert endpoint.redacted_url == "mqtts://edge:***@h:8883"
     assert parse_mqtt_url("mqtt://[::1]").redacted_url == "mqtt://[::1]:1883"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("rtsp://admin:Nvr%232024@10.0.0.64:554/Streaming/Channels/101",
+     "rtsp://admin:***@10.0.0.64:554/Streaming/Channels/101"),
+    ("amqp://gw:secret@[::1]:5672/%2F", "amqp://gw:***@[::1]:5672/%2F"),
+    ("rtsp://10.0.0.64/cam/realmonitor?channel=1&subtype=0", "rtsp://10.0.0.64/cam/realmonitor?channel=1&subtype=0"),
+])
+def test_redact_url_masks_any_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_endpoint_is_frozen() -> None:

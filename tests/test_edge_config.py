@@ -66,6 +66,22 @@ CASES = {
         lambda c: c.update(node_id="gate/#"),
         "node_id: String should match pattern",
     ),
+    "unencoded # in a camera password": (
+        lambda c: c["cameras"][0].update(source="rtsp://admin:Nvr#2024@192.168.1.64:554/Streaming/Channels/101"),
+        "cameras[0].source: the URL's user or password holds a character that ends the address",
+    ),
+    "rtsp transport other than tcp or udp": (
+        lambda c: c["cameras"][0].update(rtsp_transport="http"),
+        "cameras[0].rtsp_transport: Input should be 'tcp' or 'udp'",
+    ),
+    "broker given as url and urls": (
+        lambda c: c["mqtt"].update(urls=["mqtt://10.0.0.2:1883"]),
+        "mqtt: set url (one broker) or urls (a list of brokers), not both",
+    ),
+    "second broker of the list not a broker URL": (
+        lambda c: c.update(mqtt={"urls": ["mqtt://10.0.0.1:1883", "http://10.0.0.2:1883"]}),
+        "mqtt.urls[1]: broker URL 'http://10.0.0.2:1883' must start with mqtt:// or mqtts://",
+    ),
     "unknown key": (
         lambda c: c["cameras"][0].update(detect_fsp=5),
         "cameras[0].detect_fsp: Extra inputs are not permitted",
@@ -98,3 +114,16 @@ def test_unreadable_yaml_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "not valid YAML" in result.stderr
+
+
+def test_camera_url_error_never_repeats_the_password(tmp_path: Path) -> None:
+    result = run_replay(tmp_path, broken(lambda c: c["cameras"][0].update(
+        source="rtsp://admin:Nvr#2024@192.168.1.64:554/Streaming/Channels/101")))
+    assert result.returncode != 0 and "percent-encode" in result.stderr
+    assert "2024" not in result.stderr and "Nvr" not in result.stderr
+
+
+def test_broker_url_error_never_repeats_the_password(tmp_path: Path) -> None:
+    result = run_replay(tmp_path, broken(lambda c: c.update(mqtt={"urls": ["mqtt://edge:S3cret@10.0.0.1:1883/x"]})))
+    assert result.returncode != 0 and "mqtt.urls[0]: broker URL 'mqtt://edge:***@10.0.0.1:1883/x'" in result.stderr
+    assert "S3cret" not in result.stderr

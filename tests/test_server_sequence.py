@@ -1,6 +1,7 @@
 """Per-node sequence numbers on SQLite and PostgreSQL: gaps found per batch, filled by late
 deliveries and closed, listed over REST, logged; one ingest batch costs a constant number of
-statements however many events it holds."""
+statements however many events it holds; a node whose outbox was wiped (a new epoch) is one reset
+(issue 18, acceptance 5), not a gap."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ PASSWORD = "sequence-test-password"
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
 
 
-def numbered(seq: int | None, node: str = "node-1") -> Event:
+def numbered(seq: int | None, node: str = "node-1", epoch: str | None = None) -> Event:
     return Event(incident_id=uuid.uuid4().hex, type=EventType.COURIER_ENTRY, phase=Phase.START, site_id="site-a",
-                 node_id=node, camera_id="cam-1", zone_id="gate", started_at=T0, observed_at=T0, seq=seq)
+                 node_id=node, camera_id="cam-1", zone_id="gate", started_at=T0, observed_at=T0, seq=seq, epoch=epoch)
 
 
 class Server:
@@ -103,3 +104,31 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(server: Server) -> 
         sa.event.remove(engine, "before_cursor_execute", count)
     assert small == large <= 4, (small, large)
     assert len(server.gaps(limit=500)) == 418
+
+
+def test_a_wiped_outbox_is_one_reset_not_thousands_of_missing_events(server: Server,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    old, new = uuid.uuid4().hex, uuid.uuid4().hex
+    with caplog.at_level(logging.INFO, logger="gridwatch.server.ingest.sequence"):
+        server.ingest(*(numbered(s, epoch=old) for s in range(1, 3001) if s != 2500))  # 2500 was lost
+        assert server.gaps() == [("node-1", 2500, 2500, 1, False)]
+        server.ingest(*(numbered(s, epoch=new) for s in range(1, 6)))  # new disk: 1.. again, new epoch
+        server.ingest(numbered(2500, epoch=old), numbered(2999, epoch=old))  # the old box's late stragglers
+        server.ingest(numbered(8, epoch=new))  # the new numbering still tells a loss: 6 and 7
+    assert server.gaps() == [("node-1", 6, 7, 2, False), ("node-1", 2500, 2500, 1, True)]
+    resets = [r.getMessage() for r in caplog.records if "sequence reset" in r.getMessage()]
+    assert len(resets) == 1 and "after seq 3000" in resets[0] and "1 open gaps of the old numbering closed" in resets[0]
+    [node] = server.http.get("/api/node-sequences").json()
+    assert (node["status"], node["resets"], node["seq_before_reset"], node["last_seq"], node["epoch"]) == (
+        "gaps", 1, 3000, 8, new)
+    server.ingest(numbered(6, epoch=new), numbered(7, epoch=new))
+    [node] = server.http.get("/api/node-sequences").json()
+    assert (node["status"], node["open_gaps"], node["reset_at"] is not None) == ("reset", 0, True)
+
+
+def test_the_first_epoch_seen_is_adopted_without_a_reset(server: Server) -> None:
+    """An edge upgraded from before epochs keeps its numbering: its first epoch is no reset."""
+    server.ingest(numbered(1), numbered(2))
+    server.ingest(numbered(3, epoch=uuid.uuid4().hex))
+    [node] = server.http.get("/api/node-sequences").json()
+    assert (node["status"], node["resets"], node["last_seq"]) == ("ok", 0, 3)

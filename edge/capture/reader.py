@@ -31,6 +31,7 @@ class CameraReader:
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self._frames_done = 0
+        self.connections = 0
         self._source: FrameSource | None = None
         self.last_frame_at: float | None = None
         self.last_error: str | None = None
@@ -42,6 +43,11 @@ class CameraReader:
         """Frames decoded from the source so far, over every connection."""
         source = self._source
         return self._frames_done + (source.frames_read if source else 0)
+
+    @property
+    def reconnects(self) -> int:
+        """Connections made after the first one: each is a stream that was lost and came back."""
+        return max(0, self.connections - 1)
 
     def start(self) -> CameraReader:
         self.thread.start()
@@ -55,7 +61,8 @@ class CameraReader:
         try:
             while not self.stopping.is_set():
                 try:
-                    source = FrameSource(self.camera.source, loop=self.camera.loop, read_timeout_s=self.camera.stall_s)
+                    source = FrameSource(self.camera.source, loop=self.camera.loop, read_timeout_s=self.camera.stall_s,
+                                         rtsp_transport=self.camera.rtsp_transport)
                 except SourceError as exc:
                     self._lost(str(exc))
                 else:
@@ -83,15 +90,16 @@ class CameraReader:
                     return False
                 if not self.connected.is_set():
                     self.connected.set()
+                    self.connections += 1
                     self.last_error = None
-                    log.info("camera %s: connected to %s", self.camera.id, self.camera.source)
+                    log.info("camera %s: connected to %s", self.camera.id, source.label)
                 if self.realtime and not live:
                     delay = opened + frame.source_time_s - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
                 stamped = Frame(frame.image, frame.source_time_s + offset, frame.index)
                 self.offer(stamped)
-            self._lost("the stream ended" if live else None)
+            self._lost(self._end_reason() if live else None)
             return True
         except SourceError as exc:
             self._lost(str(exc))
@@ -106,6 +114,14 @@ class CameraReader:
             self.last_frame_at = time.monotonic()
             return self.sampler(t + offset)
         return wanted
+
+    def _end_reason(self) -> str:
+        """A stream that stops sending while its connection stays open (a hung encoder) ends on the read
+        timeout; say so, since the installer's fix differs from a camera that closed the stream."""
+        silent_s = time.monotonic() - self.last_frame_at if self.last_frame_at is not None else 0.0
+        if silent_s >= self.camera.stall_s * 0.9:
+            return f"stalled: no frame for {silent_s:.1f} s"
+        return "the stream ended"
 
     def _lost(self, reason: str | None) -> None:
         self.connected.clear()

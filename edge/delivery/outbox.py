@@ -7,7 +7,9 @@ resend harmless). ``seq`` is an AUTOINCREMENT key: it never goes back, even acro
 deletions, so it serves as the order of sending and as the node's event sequence number: the
 publisher writes it into the event (``Event.seq``) in the same transaction that stores it, and the
 server reports a gap in a node's numbers as lost (or late) events. A dropped event leaves its gap on
-purpose: that is how the server learns of the loss.
+purpose: that is how the server learns of the loss. A new outbox file (a wiped disk, a reinstall)
+numbers from 1 again, so each file has an ``epoch`` made with it, sent beside ``seq``: the server
+tells a node that started over from one that lost thousands of events.
 
 The outbox is bounded, because a gate box's disk is small and an uplink can be down for days.
 Overflow policy, applied after every append:
@@ -27,6 +29,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ CREATE INDEX IF NOT EXISTS outbox_phase_seq ON outbox (phase, seq);
 CREATE TABLE IF NOT EXISTS dropped (phase TEXT PRIMARY KEY, total INTEGER NOT NULL, unreported INTEGER NOT NULL);
 -- When the unreported drops were created (a separate table: outbox files from before it keep working).
 CREATE TABLE IF NOT EXISTS dropped_span (id INTEGER PRIMARY KEY CHECK (id = 1), first_at REAL, last_at REAL);
+-- The outbox's identity (its epoch), made once with the file; a new file numbers from 1 under a new one.
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL);
 """
 
 # Drop order under the size bound: the first phase with queued messages loses its oldest one.
@@ -96,6 +101,8 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # WAL + FULL: each commit is fsynced
         self._db.executescript(SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO identity (id, epoch) VALUES (1, ?)", (uuid.uuid4().hex,))
+        self.epoch: str = self._db.execute("SELECT epoch FROM identity").fetchone()[0]
         # In memory, so a caller can ask "anything to report?" without a write transaction.
         self.unreported_drops = self._db.execute("SELECT 1 FROM dropped WHERE unreported > 0").fetchone() is not None
 

@@ -17,6 +17,10 @@ so with an ``edge_outbox_overflow`` event (camera ``node``, zone ``outbox``; cou
 time range of what was dropped), stored in the same outbox: at the first drop, then at most every
 ``overflow_report_s``, and on every reconnect, so a long outage yields a few such events, not one per drop.
 
+With several brokers (a site's pair), the one client moves between them (:mod:`failover`): to the next
+when its broker fails, back to the first when that one answers again; the outbox drains wherever it
+is connected, so nothing waits for a particular broker to return.
+
 Under MQTT 5 each event also carries its ``event_id`` and ``seq`` as user properties (a bridge or
 rule engine can route or deduplicate without parsing JSON), and camera status messages expire
 (``status_expiry_s``): a retained ``online`` from a node that died does not linger as truth.
@@ -32,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
@@ -52,7 +57,8 @@ from gridwatch.broker.contract import (
     Phase,
     now_utc,
 )
-from gridwatch.broker.mqtt_url import TlsFiles, connect_client, new_client, parse_mqtt_url
+from gridwatch.broker.mqtt_url import TlsFiles, connect_client, new_client
+from gridwatch.edge.delivery.failover import BrokerFailover
 from gridwatch.edge.delivery.outbox import DropReport, Outbox, OutboxDepth
 from gridwatch.edge.evidence.snapshots import Snapshot, manifest_path
 
@@ -142,10 +148,11 @@ def _event_properties(payload: bytes, seq: int | None) -> Properties:
 class MqttPublisher:
     """A paho client per edge node; thread-safe ``emit`` for all cameras of the node."""
 
-    def __init__(self, site_id: str, node_id: str, url: str, client_id: str | None = None,
+    def __init__(self, site_id: str, node_id: str, url: str | Sequence[str], client_id: str | None = None,
                  qos: int = 1, server_url: str | None = None, outbox: Outbox | None = None,
                  server_token: str | None = None, reconnect_max_s: float = 30.0, tls: TlsFiles | None = None,
-                 status_expiry_s: int = 300, overflow_report_s: float = 60.0) -> None:
+                 status_expiry_s: int = 300, overflow_report_s: float = 60.0, failback_check_s: float = 10.0) -> None:
+        """``url``: one broker, or the site's brokers in order of preference."""
         self.site_id, self.node_id, self.qos, self.server_url = site_id, node_id, qos, server_url
         self.server_token = server_token
         self.outbox = outbox
@@ -172,7 +179,10 @@ class MqttPublisher:
         self.client.will_set(self.status_topic, self._status(NodeState.OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        connect_client(self.client, parse_mqtt_url(url), tls=tls, persistent=True)
+        self.failover = BrokerFailover([url] if isinstance(url, str) else url, failback_check_s)
+        self.failover.install(self.client)
+        self._probe_tls = tls.context() if tls is not None and not tls.empty else None
+        connect_client(self.client, self.failover.current, tls=tls, persistent=True)
         self.client.loop_start()
         self._watcher: threading.Thread | None = None
         if outbox is not None:
@@ -184,17 +194,20 @@ class MqttPublisher:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
+            self.failover.failed()
+            log.warning("broker %s refused the connection: %s", self.failover.current.redacted_url, reason_code)
             return
+        self.failover.connected()
         client.publish(self.status_topic, self._status(NodeState.ONLINE), qos=1, retain=True)
         self.connects += 1
         self._next_overflow_report = 0.0  # what the outage dropped goes out with the stored events
         self.connected.set()  # before the flush request: the flush sends only while connected
         self._flush_due.set()  # the watcher sends the outbox: a callback must not block paho's loop
-        log.info("connected to the broker")
+        log.info("connected to the broker %s", self.failover.current.redacted_url)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.failover.failed()
         # No _send_lock here: paho may call this while holding its own locks that a flush needs. An
         # event published in between is queued by paho (QoS 1), tracked, and resent by paho itself.
         self._live = False
@@ -236,10 +249,26 @@ class MqttPublisher:
             if self._flush_due.is_set():
                 self._flush_due.clear()
                 self._send_stored(self.outbox)
+            elif self.failover.preferred_is_back(self._probe_tls):
+                self._fail_back()
             elif time.monotonic() >= self._next_overflow_report:
                 self._report_overflow()
             self._sweep_acknowledged()
         self._sweep_acknowledged()
+
+    def _fail_back(self) -> None:
+        """Leave the fallback broker cleanly (a DISCONNECT, so it publishes no last will) and connect to the
+        first one. Events paho holds unacknowledged go out again there; new ones wait in the outbox."""
+        with self._send_lock:
+            self._live = False
+            self.failover.fail_back()
+            self.client.disconnect()
+            self.client.loop_stop()
+            extra = ({"clean_start": self.client._clean_start, "properties": self.client._connect_properties}
+                     if self.client.protocol == paho.MQTTv5 else {})
+            endpoint = self.failover.endpoints[0]
+            self.client.connect_async(endpoint.host, endpoint.port, self.client.keepalive, **extra)
+            self.client.loop_start()
 
     def _sweep_acknowledged(self) -> None:
         assert self.outbox is not None
@@ -289,7 +318,7 @@ class MqttPublisher:
         stored: list[bytes] = []
 
         def payload(seq: int) -> bytes:
-            stored.append(event.model_copy(update={"seq": seq}).to_json().encode())
+            stored.append(event.model_copy(update={"seq": seq, "epoch": self.outbox.epoch}).to_json().encode())
             return stored[-1]
 
         with self._send_lock:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from gridwatch.broker.contract import NodeState, now_utc
-from gridwatch.broker.mqtt_url import TlsFiles
+from gridwatch.broker.mqtt_url import TlsFiles, redact_url
 from gridwatch.broker.zones import CourierRule
 from gridwatch.edge.capture.reader import CameraReader
 from gridwatch.edge.capture.source import FrameSource, Sampler
@@ -76,7 +76,9 @@ def gate_client(config: EdgeConfig) -> GateClient | None:
     """A gate client when some courier rule may open a gate (live only: a replay never opens gates)."""
     gated = any(isinstance(rule, CourierRule) and rule.gate for cam in config.cameras for zone in cam.zones
                 for rule in zone.rules)
-    return GateClient(config.site_id, config.node_id, config.mqtt.url, tls=mqtt_tls(config)) if gated else None
+    # Gate commands ride the preferred broker: the gate controller is wired to one.
+    preferred = config.mqtt.broker_urls[0]
+    return GateClient(config.site_id, config.node_id, preferred, tls=mqtt_tls(config)) if gated else None
 
 
 def mqtt_tls(config: EdgeConfig) -> TlsFiles:
@@ -92,10 +94,10 @@ def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPubl
     outbox = Outbox(path, config.outbox.max_bytes, config.outbox.max_age_s)
     # A camera status outlives three missed refreshes at most (MQTT 5 message expiry).
     status_expiry_s = max(30, round(3 * config.status_period_s))
-    return MqttPublisher(config.site_id, config.node_id, config.mqtt.url, config.mqtt.client_id,
+    return MqttPublisher(config.site_id, config.node_id, config.mqtt.broker_urls, config.mqtt.client_id,
                          config.mqtt.qos, config.server.url, outbox, config.server.token,
                          config.mqtt.reconnect_max_s, mqtt_tls(config),
-                         status_expiry_s)
+                         status_expiry_s, failback_check_s=config.mqtt.failback_check_s)
 
 
 def replay(
@@ -191,7 +193,7 @@ class LiveNode:
 
     def start(self) -> None:
         for camera in self.config.cameras:
-            log.info("camera %s: %s at %.1f detect-fps", camera.id, camera.source, camera.detect_fps)
+            log.info("camera %s: %s at %.1f detect-fps", camera.id, redact_url(camera.source), camera.detect_fps)
         self.engine.start()
         self.monitor.start()
         self.remote_zones.start()

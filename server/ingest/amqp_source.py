@@ -20,7 +20,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.channel
@@ -29,6 +28,7 @@ import pika.spec
 from sqlalchemy.orm import Session
 
 from gridwatch.broker import topics
+from gridwatch.broker.mqtt_url import redact_url
 from gridwatch.server.ingest.store import Batch, IngestContext
 from gridwatch.server.ingest.worker import BATCH_MAX, QUEUE_SIZE, Delivery, IngestSource
 
@@ -44,15 +44,6 @@ QUORUM_SIZE = 3
 HEARTBEAT_S = 30
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and /api/health."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def declare_events_queue(channel: pika.channel.Channel, queue_name: str) -> None:
@@ -74,7 +65,7 @@ def declare_on(urls: list[str], queue_name: str) -> None:
                 declare_events_queue(connection.channel(), queue_name)
                 return
         except pika.exceptions.AMQPError as exc:
-            errors.append(f"{redacted(url)}: {exc!r}")
+            errors.append(f"{redact_url(url)}: {exc!r}")
     raise ConnectionError("no AMQP node accepted the queue declaration: " + "; ".join(errors))
 
 
@@ -98,7 +89,7 @@ class AmqpIngest(IngestSource):
         if not urls:
             raise ValueError("amqp_urls: at least one amqp:// URL is needed")
         self._urls = urls
-        self.url = ",".join(redacted(u) for u in urls)
+        self.url = ",".join(redact_url(u) for u in urls)
         self.queue_name = queue_name
         self.subscription = f"{queue_name} (quorum queue on {EXCHANGE} {ROUTING_KEY})"
         super().__init__(session_factory=session_factory, context=context, on_batch=on_batch)
@@ -140,7 +131,7 @@ class AmqpIngest(IngestSource):
                 delay = RECONNECT_MIN_S
             except pika.exceptions.AMQPError as exc:
                 if not self._closing.is_set():
-                    log.warning("AMQP node %s: %r; trying the next node", redacted(url), exc)
+                    log.warning("AMQP node %s: %r; trying the next node", redact_url(url), exc)
             finally:
                 self._connected.clear()
                 self._subscribed.clear()
@@ -164,7 +155,7 @@ class AmqpIngest(IngestSource):
             self._connection = connection
             self._connected.set()
             self._subscribed.set()
-            log.info("consuming %s on %s", self.queue_name, redacted(url))
+            log.info("consuming %s on %s", self.queue_name, redact_url(url))
             while not self._closing.is_set():
                 connection.process_data_events(time_limit=0.2)
             connection.process_data_events(time_limit=0)  # the acknowledgements the worker queued last

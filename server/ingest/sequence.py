@@ -12,8 +12,15 @@ node's history as lost). Called once per ingest batch with the batch's newly sto
 work is set-based: a constant handful of statements per batch, whatever its size. The node rows
 are locked (``FOR UPDATE`` on PostgreSQL), so replicas sharing the stream serialise per node.
 
-Limit: a node whose outbox file is deleted starts again at 1; numbers at or below its old highest
-that fall in no open gap are logged as out of range and otherwise ignored.
+A node whose outbox file is wiped (new disk, reinstall) numbers from 1 again. Each outbox has an
+``epoch`` (Event.epoch) made with it, so an epoch the server has not seen from the node is a **reset**,
+not a gap: one log line, the node's ``resets``/``reset_at``/``seq_before_reset`` (``GET
+/api/node-sequences`` shows ``status: reset``), the new numbering starting from 0 (a lost event 1 is
+still a gap), and the old numbering's open gaps closed as they are (what they miss went with the old
+outbox; ``missing`` keeps the count). Late events of a past epoch are logged and otherwise ignored. The
+first epoch seen from a node is adopted without a reset (a server that joins late, an edge upgraded
+from before epochs). Events without an epoch are numbered as before: a number at or below the highest
+that falls in no open gap is logged as out of range and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -34,34 +41,25 @@ from gridwatch.server.models import NodeSequence, SequenceGap
 log = logging.getLogger(__name__)
 
 NodeKey = tuple[str, str]
+PAST_EPOCHS_KEPT = 20  # late events of an older epoch than these would be taken for a new reset
 
 
 def observe(session: Session, events: Iterable[Event], now: datetime) -> list[dict[str, Any]]:
     """Record the sequence numbers of newly stored events; return the gaps this batch opened (as rows)."""
-    seen: dict[NodeKey, set[int]] = defaultdict(set)
+    seen: dict[NodeKey, dict[str | None, set[int]]] = defaultdict(lambda: defaultdict(set))
     for event in events:
         if event.seq is not None:
-            seen[(event.site_id, event.node_id)].add(event.seq)
+            seen[(event.site_id, event.node_id)][event.epoch].add(event.seq)
     if not seen:
         return []
     nodes = _lock_nodes(session, sorted(seen), now)
     opened: list[dict[str, Any]] = []
     late: dict[NodeKey, list[int]] = {}
-    for key, seqs in seen.items():
+    for key, epochs in seen.items():
         node = nodes[key]
-        high = node.last_seq
-        fresh = sorted(s for s in seqs if high is None or s > high)
-        if high is not None and (older := sorted(s for s in seqs if s <= high)):
-            late[key] = older
-        if not fresh:
-            continue
-        previous = fresh[0] - 1 if high is None else high
-        for seq in fresh:
-            if seq > previous + 1:
-                opened.append({"site_id": key[0], "node_id": key[1], "first_seq": previous + 1, "last_seq": seq - 1,
-                               "missing": seq - 1 - previous, "filled": [], "detected_at": now, "closed_at": None})
-            previous = seq
-        node.last_seq, node.updated_at = fresh[-1], now
+        for epoch, seqs in sorted(epochs.items(), key=lambda item: item[0] != node.epoch):  # current epoch first
+            if _numbering(session, node, epoch, seqs, now):
+                _number(node, key, seqs, opened, late, now)
     if late:
         _fill(session, late, now)
     if opened:
@@ -69,6 +67,50 @@ def observe(session: Session, events: Iterable[Event], now: datetime) -> list[di
         _log_opened(opened)
     session.flush()
     return opened
+
+
+def _numbering(session: Session, node: NodeSequence, epoch: str | None, seqs: set[int], now: datetime) -> bool:
+    """Whether ``seqs`` count in the node's current numbering; a new epoch resets it first."""
+    if epoch is None or epoch == node.epoch:
+        return True
+    if node.epoch is None:
+        node.epoch = epoch  # the first epoch this server sees from the node: nothing to compare with
+        return True
+    if epoch in node.past_epochs:
+        log.info("node %s/%s: %d late events of a past outbox epoch %s; not numbered", node.site_id, node.node_id,
+                 len(seqs), epoch)
+        return False
+    closed = session.execute(
+        sa.update(SequenceGap)
+        .where(SequenceGap.site_id == node.site_id, SequenceGap.node_id == node.node_id,
+               SequenceGap.closed_at.is_(None))
+        .values(closed_at=now)
+    ).rowcount
+    log.warning("node %s/%s: sequence reset (new outbox epoch %s after seq %s of %s): the node numbers from 1 "
+                "again; %d open gaps of the old numbering closed", node.site_id, node.node_id, epoch,
+                node.last_seq, node.epoch, closed)
+    node.past_epochs = [*node.past_epochs, node.epoch][-PAST_EPOCHS_KEPT:]
+    node.epoch, node.seq_before_reset, node.last_seq = epoch, node.last_seq, 0
+    node.resets, node.reset_at, node.updated_at = node.resets + 1, now, now
+    return True
+
+
+def _number(node: NodeSequence, key: NodeKey, seqs: set[int], opened: list[dict[str, Any]],
+            late: dict[NodeKey, list[int]], now: datetime) -> None:
+    """Advance the node's highest number; open a gap for every number skipped, queue older ones as late."""
+    high = node.last_seq
+    fresh = sorted(s for s in seqs if high is None or s > high)
+    if high is not None and (older := sorted(s for s in seqs if s <= high)):
+        late.setdefault(key, []).extend(older)
+    if not fresh:
+        return
+    previous = fresh[0] - 1 if high is None else high
+    for seq in fresh:
+        if seq > previous + 1:
+            opened.append({"site_id": key[0], "node_id": key[1], "first_seq": previous + 1, "last_seq": seq - 1,
+                           "missing": seq - 1 - previous, "filled": [], "detected_at": now, "closed_at": None})
+        previous = seq
+    node.last_seq, node.updated_at = fresh[-1], now
 
 
 def _log_opened(opened: list[dict[str, Any]], shown: int = 5) -> None:

@@ -4,7 +4,7 @@ not delivered yet, as server/ingest/sequence.py detects them from each node's se
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
@@ -40,12 +40,20 @@ class SequenceGapOut(BaseModel):
 
 
 class NodeSequenceOut(BaseModel):
+    """One line per node: ``status`` is ``gaps`` while events are missing, ``reset`` once the node numbered
+    from 1 again under a new outbox epoch (a wiped or reinstalled box: not thousands of lost events), else ``ok``."""
+
     site_id: str
     node_id: str
+    status: Literal["ok", "gaps", "reset"]
     last_seq: int | None
     open_gaps: int
     missing: int
     updated_at: datetime
+    epoch: str | None
+    resets: int
+    reset_at: datetime | None
+    seq_before_reset: int | None
 
 
 @router.get("/sequence-gaps", response_model=Page[SequenceGapOut], dependencies=[auth.require_roles(*READERS)])
@@ -73,5 +81,8 @@ def list_node_sequences(session: SessionDep) -> list[NodeSequenceOut]:
                                       open_gaps.c.node_id == NodeSequence.node_id))
         .order_by(NodeSequence.site_id, NodeSequence.node_id)
     ).all()
-    return [NodeSequenceOut(site_id=n.site_id, node_id=n.node_id, last_seq=n.last_seq, open_gaps=gaps or 0,
-                            missing=int(missing or 0), updated_at=n.updated_at) for n, gaps, missing in rows]
+    return [NodeSequenceOut(site_id=n.site_id, node_id=n.node_id,
+                            status="gaps" if gaps else ("reset" if n.resets else "ok"), last_seq=n.last_seq,
+                            open_gaps=gaps or 0, missing=int(missing or 0), updated_at=n.updated_at, epoch=n.epoch,
+                            resets=n.resets, reset_at=n.reset_at, seq_before_reset=n.seq_before_reset)
+            for n, gaps, missing in rows]
