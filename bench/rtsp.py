@@ -1,7 +1,7 @@
 """RTSP from a real server: what decoding a camera stream costs against decoding a file, and how long a
 live frame takes to become an event (issue 18, acceptance 2).
 
-The camera is GStreamer's RTSP server on loopback (tests/rtsp_camera.py, as the RTSP tests use it),
+The camera is GStreamer's RTSP server on loopback (deploy/rtsp_camera/server.py, as the RTSP tests use it),
 serving the shared clip re-encoded once per codec and size with the same settings (ultrafast, a key
 frame every 2 s), paced at the clip's 10 fps like a live sensor; its own CPU is another process's and
 not counted. Both sides read through the edge's ``FrameSource`` (OpenCV's FFmpeg backend, one decode
@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import Stopwatch, Throughput, interleaved, median, spread, table
+from bench.common import SAMPLES, Stopwatch, Throughput, interleaved, median, spread, table
 from gridwatch.broker.contract import Event, now_utc
+from gridwatch.deploy.rtsp_camera.camera import Clips, RtspCamera
 from gridwatch.edge.capture.source import FrameSource
 from gridwatch.edge.config import parse_config
 from gridwatch.edge.evidence.snapshots import Snapshot
 from gridwatch.edge.node.runner import Engine, evidence_store
-from tests.rtsp_helpers import Clips, RtspCamera
 
 CACHE = Path(tempfile.gettempdir()) / "gridwatch-bench-rtsp"
 SIZES = ((768, 432), (1920, 1080))
@@ -146,7 +146,7 @@ def latency(clips: Clips, seconds: float = LATENCY_S) -> dict[str, float]:
 
 
 def main() -> None:
-    clips = Clips(CACHE)
+    clips = Clips(CACHE, SAMPLES)
     decode(clips)
     latency(clips)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from gridwatch.deploy.rtsp_camera.camera import Clips, RtspToolsMissing
+
 REPO = Path(__file__).resolve().parents[1]
 # Playwright's wait_for_function evaluates its predicate with eval inside the page, which the console's
 # policy refuses; servers started by the tests allow it (test_console_security.py checks the strict one).
@@ -151,3 +153,11 @@ def samples() -> Path:
     if not (SAMPLES / "one-by-one-person-detection.mp4").exists():
         pytest.fail(f"shared sample footage not found under {SAMPLES} (set GRIDWATCH_SHARED)")
     return SAMPLES
+
+
+def rtsp_clips(directory: Path) -> Clips:
+    """The simulated camera's clips; a machine without ffmpeg or GStreamer's RTSP server fails here, never skips."""
+    try:
+        return Clips(directory, SAMPLES)
+    except RtspToolsMissing as exc:
+        pytest.fail(str(exc))

@@ -20,18 +20,18 @@ import cv2
 import numpy as np
 import pytest
 
+from gridwatch.deploy.rtsp_camera.camera import Clips, RtspCamera
 from gridwatch.edge.capture.reader import CameraReader
 from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera
-from tests.conftest import ReportCounts
-from tests.rtsp_helpers import Clips, RtspCamera
+from tests.conftest import ReportCounts, rtsp_clips
 
 USER, PASSWORD = "admin", "Hik#Pa55?word"  # characters that must be percent-encoded
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
-    return Clips(tmp_path_factory.mktemp("rtsp-clips"))
+    return rtsp_clips(tmp_path_factory.mktemp("rtsp-clips"))
 
 
 class Collected:

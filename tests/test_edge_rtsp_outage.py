@@ -1,6 +1,6 @@
 """A real RTSP camera dies for 30 s and comes back, under a real `gridwatch edge run` (issue 18, acceptance 1).
 
-GStreamer's RTSP server (tests/rtsp_camera.py) serves the shared clip over RTP/UDP with digest credentials
+GStreamer's RTSP server (deploy/rtsp_camera/server.py) serves the shared clip over RTP/UDP with digest credentials
 in the camera URL; the edge publishes to a private Mosquitto. The test kills the camera, waits 30 s and
 starts it again on the same port, without touching the edge. It checks the reader's backoff (a handful of
 attempts, not one every half second), the ``camera_offline`` incident opened and closed with one id, every
@@ -21,8 +21,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from tests.conftest import REPO, Mosquitto, ReportCounts
-from tests.rtsp_helpers import Clips, RtspCamera
+from gridwatch.deploy.rtsp_camera.camera import RtspCamera
+from tests.conftest import REPO, Mosquitto, ReportCounts, rtsp_clips
 from tests.test_edge_live_health import CAMERA, NODE, SITE, Watcher, camera_state
 
 PASSWORD = "Dahua#Pa55/x"  # characters that must be percent-encoded
@@ -41,7 +41,7 @@ def is_event(kind: str, phase: str):
 @pytest.mark.mosquitto
 def test_camera_down_30s_reconnects_with_backoff_and_loses_no_event(tmp_path: Path, mosquitto: Mosquitto,
                                                                      report_counts: ReportCounts) -> None:
-    clips = Clips(tmp_path / "clips")
+    clips = rtsp_clips(tmp_path / "clips")
     camera = RtspCamera(clips.h264, "h264", "admin", PASSWORD).start()
     config = yaml.safe_load((REPO / "tests" / "data" / "table-zone.yaml").read_text())
     zones = config["cameras"][0]["zones"]

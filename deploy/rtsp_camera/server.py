@@ -1,4 +1,4 @@
-"""A real RTSP camera for the capture tests: GStreamer's RTSP server (Debian's gir1.2-gst-rtsp-server-1.0)
+"""A simulated IP camera: GStreamer's RTSP server (Debian's gir1.2-gst-rtsp-server-1.0)
 serving an encoded clip the way an IP camera does.
 
 Why GStreamer's server and not ``ffmpeg -rtsp_flags listen`` or MediaMTX: ``ffmpeg`` only listens for a
@@ -9,7 +9,7 @@ credentials (Hikvision and Dahua default), sends SPS/PPS in band with every key 
 clip on the clock like a live sensor. Nothing is re-encoded here: the clip's H.264/H.265 stream is
 packetised as it is, so the server costs almost no CPU on a shared machine.
 
-Run with the system Python (``/usr/bin/python3 tests/rtsp_camera.py --port N --clip clip.ts --codec h264``);
+Run with the system Python (``/usr/bin/python3 deploy/rtsp_camera/server.py --port N --clip clip.ts --codec h264``);
 it prints ``ready`` once it listens. SIGTERM stops it (a camera that dies), SIGSTOP freezes it (a camera
 whose encoder hangs with the connection still open).
 """

@@ -1,8 +1,8 @@
-"""A real RTSP camera for the tests: tests/rtsp_camera.py (GStreamer's RTSP server) run by the system Python,
-and the clips it serves, encoded once per session by Debian's ffmpeg.
+"""The camera's process (``server.py`` under the system Python) and the clips it serves, encoded once by
+Debian's ffmpeg from a shared sample clip.
 
-Both are required, never skipped: CI (.ci/run) installs them, and a machine without them fails here with
-the apt-get line that fixes it.
+Both tools are required: a machine without them gets :class:`RtspToolsMissing` with the apt-get line that
+fixes it (the tests turn it into a failure, never a skip; CI installs them).
 """
 
 from __future__ import annotations
@@ -14,26 +14,28 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
-from tests.conftest import REPO, SAMPLES, free_port
+from gridwatch.deploy.cluster.rabbitmq import free_ports
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = REPO / "tests" / "rtsp_camera.py"
+SERVER_SCRIPT = Path(__file__).with_name("server.py")
 APT_PACKAGES = "ffmpeg gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-gi"
-CLIP = SAMPLES / "one-by-one-person-detection.mp4"  # 768x432, 10 fps, H.264
+CLIP_NAME = "one-by-one-person-detection.mp4"  # 768x432, 10 fps, H.264: what a compound camera's substream sends
 
 
-def require_rtsp_tools() -> str:
-    """The ffmpeg binary; fail (not skip) when it or the GStreamer RTSP server is missing."""
+class RtspToolsMissing(RuntimeError):
+    """ffmpeg, the GStreamer RTSP server or the sample clip is not on this machine."""
+
+
+def require_rtsp_tools(clip: Path) -> str:
+    """The ffmpeg binary, once the GStreamer RTSP server and ``clip`` are known to be there."""
     ffmpeg = shutil.which("ffmpeg")
     probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
                             "from gi.repository import GstRtspServer"], capture_output=True, text=True)
-    if not CLIP.is_file():
-        pytest.fail(f"shared sample footage not found: {CLIP} (set GRIDWATCH_SHARED)")
+    if not clip.is_file():
+        raise RtspToolsMissing(f"sample footage not found: {clip} (set GRIDWATCH_SHARED)")
     if ffmpeg is None or probe.returncode != 0:
-        pytest.fail(f"the RTSP tests need Debian's ffmpeg and GStreamer RTSP server: apt-get install {APT_PACKAGES}"
-                    f" ({probe.stderr.strip()[-200:]})")
+        raise RtspToolsMissing(f"the RTSP camera needs Debian's ffmpeg and GStreamer RTSP server: apt-get install "
+                               f"{APT_PACKAGES} ({probe.stderr.strip()[-200:]})")
     return ffmpeg
 
 
@@ -44,8 +46,9 @@ class Clips:
     resize_sizes = ((432, 768), (216, 384))  # (height, width) before and after the change
     resize_at_s = 8
 
-    def __init__(self, directory: Path) -> None:
-        self.ffmpeg = require_rtsp_tools()
+    def __init__(self, directory: Path, samples: Path) -> None:
+        self.source = samples / CLIP_NAME
+        self.ffmpeg = require_rtsp_tools(self.source)
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -54,15 +57,16 @@ class Clips:
 
     @functools.cached_property
     def h264(self) -> Path:
+        """The sample's own H.264 stream, unchanged: what the camera's encoder sent."""
         path = self.directory / "h264.ts"
-        self._run("-i", str(CLIP), "-c", "copy", "-bsf:v", "h264_mp4toannexb", str(path))  # the camera's own stream
+        self._run("-i", str(self.source), "-c", "copy", "-bsf:v", "h264_mp4toannexb", str(path))
         return path
 
     @functools.cached_property
     def h265(self) -> Path:
         """40 s re-encoded once, a key frame every 2 s as cameras default to; ultrafast keeps it cheap."""
         path = self.directory / "h265.ts"
-        self._run("-i", str(CLIP), "-t", "40", "-c:v", "libx265", "-preset", "ultrafast", "-g", "20",
+        self._run("-i", str(self.source), "-t", "40", "-c:v", "libx265", "-preset", "ultrafast", "-g", "20",
                   "-x265-params", "log-level=error", str(path))
         return path
 
@@ -73,7 +77,7 @@ class Clips:
         if not path.exists():
             encoder = {"h264": ("libx264",), "h265": ("libx265", "-x265-params", "log-level=error")}[codec]
             partial = path.with_suffix(".part.ts")
-            self._run("-i", str(CLIP), "-t", f"{seconds:g}", "-vf", f"scale={width}:{height}", "-an", "-c:v",
+            self._run("-i", str(self.source), "-t", f"{seconds:g}", "-vf", f"scale={width}:{height}", "-an", "-c:v",
                       *encoder, "-preset", "ultrafast", "-g", "20", str(partial))
             partial.rename(path)
         return path
@@ -83,9 +87,9 @@ class Clips:
         """The installer switches the main stream from 768x432 to 384x216: new SPS/PPS in band, same session."""
         first, second, path = (self.directory / name for name in ("big.ts", "small.ts", "resize.ts"))
         encode = ("-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-an")
-        self._run("-i", str(CLIP), "-t", str(self.resize_at_s), *encode, str(first))
+        self._run("-i", str(self.source), "-t", str(self.resize_at_s), *encode, str(first))
         height, width = self.resize_sizes[1]
-        self._run("-ss", str(self.resize_at_s), "-i", str(CLIP), "-t", "30", "-vf", f"scale={width}:{height}",
+        self._run("-ss", str(self.resize_at_s), "-i", str(self.source), "-t", "30", "-vf", f"scale={width}:{height}",
                   *encode, "-output_ts_offset", str(self.resize_at_s), str(second))
         path.write_bytes(first.read_bytes() + second.read_bytes())
         return path
@@ -96,7 +100,7 @@ class RtspCamera:
 
     def __init__(self, clip: Path, codec: str, user: str | None = None, password: str | None = None,
                  transport: str = "any") -> None:
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.clip, self.codec, self.user, self.password, self.transport = clip, codec, user, password, transport
         self.proc: subprocess.Popen | None = None
 
@@ -115,7 +119,7 @@ class RtspCamera:
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.proc.kill()
-            pytest.fail(f"the RTSP server did not start: {line}{self.proc.stdout.read()}")
+            raise RuntimeError(f"the RTSP camera did not start: {line}{self.proc.stdout.read()}")
         return self
 
     def stop(self) -> None:
