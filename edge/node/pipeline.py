@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
-from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone
+from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone, detector_classes
 from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
@@ -64,7 +64,7 @@ class CameraPipeline:
         # The camera's own YuNet, loaded now: a node without the face model must fail at start, not at its
         # first incident (and cv2.FaceDetectorYN is not shared between camera threads).
         self.redactor = redactor or Redactor(FaceDetector())
-        tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+        tracked = {obj for zone in camera.zones for rule in zone.rules for obj in detector_classes(rule)}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
         self.gate = MotionGate(camera.motion)
         self.tamper = TamperCheck(camera.tamper)
@@ -112,9 +112,14 @@ class CameraPipeline:
         return self.gate.needs_detection(frame.image, frame.source_time_s, [t.box for t in self.tracks],
                                          self.tracker.unconfirmed)
 
+    def canvas(self, frame: Frame) -> tuple[int, int]:
+        """The detector's canvas for this camera's frames: its own setting, else the node's."""
+        own = self.camera.detector
+        return self.detector.canvas_for(frame.image.shape[:2], own.input_size, own.pixels)
+
     def process(self, frame: Frame) -> list[Event]:
         """Gate, detect if needed, and run the rest of the chain: the single-camera path (replay)."""
-        detections = self.detector.detect(frame.image) if self.wants_detection(frame) else None
+        detections = self.detector.detect(frame.image, self.canvas(frame)) if self.wants_detection(frame) else None
         return self.update(frame, detections)
 
     def update(self, frame: Frame, detections: Detections | None) -> list[Event]:
@@ -192,10 +197,12 @@ class CameraPipeline:
             blur_faces = rule.blur_faces if rule is not None else True
             blur_plates = rule.blur_plates if rule is not None else True
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
+            # An overhead fire lane's "cell phone" is a car: its plate is blurred like any car's.
+            vehicles = VEHICLE_CLASSES + (detector_classes(rule) if isinstance(rule, FireLaneRule) else ())
             original = image
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
-                [t.box for t in tracks if t.class_name in VEHICLE_CLASSES], blur_faces, blur_plates)
+                [t.box for t in tracks if t.class_name in vehicles], blur_faces, blur_plates)
             # An end's frame is the after-view: the object has left, so its stale box is not drawn.
             boxed = None if rule_event.phase is Phase.END else rule_event.track
             picture = annotate(image, area.polygon, boxed, rule_event.type.value) if area else image

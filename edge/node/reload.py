@@ -21,7 +21,7 @@ import signal
 import threading
 from pathlib import Path
 
-from gridwatch.broker.zones import Zone
+from gridwatch.broker.zones import Zone, detector_classes
 from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, load_config, parse_config
 from gridwatch.edge.node.pipeline import CameraPipeline
 from gridwatch.edge.node.scheduler import Scheduler
@@ -47,7 +47,7 @@ def restart_needed(running: EdgeConfig, new: EdgeConfig) -> list[str]:
 
 
 def _objects(camera: Camera) -> set[str]:
-    return {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+    return {obj for zone in camera.zones for rule in zone.rules for obj in detector_classes(rule)}
 
 
 def running_config(config: EdgeConfig, pipelines: list[CameraPipeline]) -> EdgeConfig:
