@@ -1,24 +1,27 @@
-"""``python -m bench [detector|pipeline|overhead|gating|accuracy|outbox|privacy|uniforms|uniform-cost|replicas ...]``:
-the edge benchmarks (all by default); ``uniform-cost`` (the uniform half of ``overhead`` alone) and ``replicas``
-(server ingest on the clustered broker, bench/replicas.py) only when named."""
+"""``python -m bench [NAME ...]``, NAME one of detector, pipeline, overhead, gating, accuracy, outbox, privacy,
+uniforms, plates, uniform-cost, plate-overhead, replicas: the edge benchmarks (all by default); ``uniform-cost``
+and ``plate-overhead`` (parts of ``overhead`` alone) and ``replicas`` (server ingest on the clustered broker,
+bench/replicas.py) only when named."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline, privacy, uniforms
+from bench import accuracy, detector, gating, outbox, pipeline, plates, privacy, uniforms
 from bench.common import quiet_opencv
 
 
 def _overhead() -> None:
-    """The engine on top of the detector, then uniform recognition per person crop against a detection."""
+    """The engine on top of the detector, uniform recognition per person crop against a detection, and the
+    detection path's frame rate while plates are read beside it."""
     pipeline.overhead()
     uniforms.cost()
+    plates.overhead()
 
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": _overhead,
               "gating": gating.main, "accuracy": accuracy.main, "outbox": outbox.main,
-              "privacy": privacy.main, "uniforms": uniforms.main}
+              "privacy": privacy.main, "uniforms": uniforms.main, "plates": plates.main}
 
 
 def _replicas() -> None:
@@ -29,7 +32,7 @@ def _replicas() -> None:
 
 # Server-side benchmarks start a broker cluster and PostgreSQL databases: only when named.
 # ``uniform-cost`` is already part of ``overhead``: alone, it takes seconds, not the engine's minutes.
-ON_REQUEST = {"replicas": _replicas, "uniform-cost": uniforms.cost}
+ON_REQUEST = {"replicas": _replicas, "uniform-cost": uniforms.cost, "plate-overhead": plates.overhead}
 
 
 def main(argv: list[str]) -> None:

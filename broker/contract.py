@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gridwatch.broker.topics import Id
-from gridwatch.broker.zones import ZoneList
+from gridwatch.broker.zones import Masks, ZoneList
 
 EVENT_SCHEMA = "gridwatch.event/1"
 NODE_STATUS_SCHEMA = "gridwatch.node-status/1"
@@ -91,6 +91,43 @@ class SnapshotRef(_Payload):
     height: int = Field(gt=0)
 
 
+# A mainland plate number without separators: province character, issuing letter (no I or O), then 5 letters and
+# digits (the last may be a class character such as 警) or 6 on a new-energy plate. Edge reads and the server's
+# vehicle list both hold numbers in this form.
+PLATE_TEXT_PATTERN = r"^[\u4e00-\u9fff][A-HJ-NP-Z][A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9\u4e00-\u9fff][A-HJ-NP-Z0-9]?$"
+
+
+class PlateStatus(StrEnum):
+    READ = "read"
+    UNREADABLE = "unreadable"
+
+
+class PlateReading(_Payload):
+    """The licence plate of the vehicle blocking a fire lane, read on the edge and voted over several frames.
+
+    Only ``fire_lane_blocked`` events carry one, so plate numbers are stored on fire-lane tickets only.
+    ``unreadable`` is an answer, not an error: the plate was too small, dark or blurred to read without
+    guessing, and ``text`` is then absent.
+    """
+
+    status: PlateStatus
+    text: str | None = Field(
+        None, pattern=PLATE_TEXT_PATTERN,
+        description="The plate number without separators, e.g. 京AD12345 (shown as 京A·D12345); set when read.")
+    colour: Literal["blue", "yellow", "green", "white"] | None = Field(
+        None, description="The plate's background: blue (cars), yellow (large vehicles), green (new-energy), white.")
+    confidence: Unit = Field(0.0, description="The weakest character's probability, averaged over the agreeing frames.")
+    frames: int = Field(ge=1, le=100, description="How many frames were read and voted on.")
+    crop_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="The plate crop's snapshot hash (unblurred: the number is the point).")
+
+    @model_validator(mode="after")
+    def _text_when_read(self) -> PlateReading:
+        if (self.status is PlateStatus.READ) != (self.text is not None):
+            raise ValueError("text is set exactly when status is 'read'")
+        return self
+
+
 class Event(_Payload):
     """One observation of an incident, published on the camera's events topic at QoS 1."""
 
@@ -125,6 +162,15 @@ class Event(_Payload):
         "one, kept on disk across restarts, so a gap tells the server an event was lost (or is late). Absent "
         "from replays written to a file.",
     )
+    plate: PlateReading | None = Field(
+        None, description="The blocking vehicle's plate (fire_lane_blocked only): an update shortly after the "
+        "start, and the end, carry what the edge read.")
+
+    @model_validator(mode="after")
+    def _plate_on_fire_lane_only(self) -> Event:
+        if self.plate is not None and self.type is not EventType.FIRE_LANE_BLOCKED:
+            raise ValueError("plate: only fire_lane_blocked events carry a plate")
+        return self
 
 
 class NodeState(StrEnum):
@@ -212,7 +258,7 @@ class GateCommand(_Payload):
     gate_id: Id
     event_id: HexId | None = Field(None, description="The event that caused the command, if any.")
     reason: str = Field(min_length=1, max_length=200)
-    factors: tuple[Literal["uniform", "code"], ...] = Field(
+    factors: tuple[Literal["uniform", "code", "words"], ...] = Field(
         (), description="The gate policy's factors that passed for this opening (empty: a manual command).")
     issued_at: Timestamp
     expires_at: Timestamp = Field(
@@ -257,7 +303,7 @@ class GateAck(_Payload):
 
 
 class CameraConfig(_Payload):
-    """A camera's zones and rules as saved in the console, published retained by the server.
+    """A camera's zones, rules and masks as saved in the console, published retained by the server.
 
     The node applies a config whose ``version`` is newer than the one it runs, without restarting
     the stream; ``zones`` is the edge config's ``cameras[].zones`` list, validated by the same model.
@@ -269,6 +315,8 @@ class CameraConfig(_Payload):
     camera_id: Id
     version: int = Field(ge=1, le=2**63 - 1, description="Increases with every save; the node ignores older ones.")
     zones: ZoneList = Field(description="The camera's zones, as under cameras[].zones in the edge config.")
+    masks: Masks = Field(Masks(), description="The camera's privacy masks (cameras[].privacy_masks in the edge "
+                         "config) and motion masks (cameras[].motion.masks).")
 
 
 class UniformExample(_Payload):

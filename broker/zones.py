@@ -83,9 +83,11 @@ class GatePolicy(StrictModel):
     command_ttl_s: float = Field(
         5.0, gt=0, le=60, description="How long an open command stays valid (its expires_at); a controller "
         "refuses it after that, so a gate never opens after the courier has gone.")
-    factors: tuple[Literal["uniform", "code"], ...] = Field(
-        ("uniform",), min_length=1, max_length=2, description="What must pass for the gate to open: the uniform "
-        "(an allowed company), the rider's QR code (signed by an allowed platform, unexpired, unused), or both.")
+    factors: tuple[Literal["uniform", "code", "words"], ...] = Field(
+        ("uniform",), min_length=1, max_length=3, description="What must pass for the gate to open, all of them: "
+        "the uniform (an allowed company), the rider's QR code (signed by an allowed platform, unexpired, unused), "
+        "the company's words printed on the person's jacket or box (美团外卖, 饿了么, 顺丰速运, 京东物流: an allowed "
+        "company; the node needs the reading extra).")
     code_secret_env: str = Field(
         "GRIDWATCH_GATE_CODE_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable on the "
         "edge holding the HMAC secret rider codes are signed with (the secret itself is never in the config).")
@@ -96,7 +98,7 @@ class GatePolicy(StrictModel):
     @classmethod
     def _distinct_factors(cls, factors: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(factors)) != len(factors):
-            raise ValueError("each factor once: [uniform], [code] or [uniform, code]")
+            raise ValueError("each factor once, e.g. [uniform], [code], [words, code] or [uniform, code]")
         return factors
 
 
@@ -154,6 +156,9 @@ class FireLaneRule(StrictModel):
     )
     blur_faces: bool = Field(True, description=BLUR_FACES)
     blur_plates: bool = Field(True, description=BLUR_PLATES)
+    read_plates: bool = Field(
+        False, description="Read the blocking vehicle's plate at the incident's start and before its end (the "
+        "node needs the reading extra); the number goes on the event and the ticket, nowhere else.")
 
 
 Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]
@@ -201,3 +206,18 @@ def _unique_zone_ids(zones: tuple[Zone, ...]) -> tuple[Zone, ...]:
 
 # One camera's zones, checked as the edge checks them (the console validates a save with this too).
 ZoneList = Annotated[tuple[Zone, ...], AfterValidator(_unique_zone_ids)]
+
+
+# A mask: a polygon without rules (the error of a bad one names its index, e.g. ``privacy.1``).
+Polygon = Annotated[tuple[Point, ...], AfterValidator(at_least_a_triangle), Field(json_schema_extra={"minItems": 3})]
+Polygons = tuple[Polygon, ...]
+
+
+class Masks(StrictModel):
+    """Areas of a camera's view drawn like zones, without rules."""
+
+    privacy: Polygons = Field(
+        (), description="Blacked out on every image the node stores, originals included (a neighbour's window, a "
+        "changing-room door): what is there is never recorded.")
+    motion: Polygons = Field(
+        (), description="Where movement does not wake the detector (trees, flags, a timestamp overlay).")

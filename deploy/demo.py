@@ -1,9 +1,11 @@
 """``gridwatch demo``: the whole pipe on one machine, in one process.
 
-An embedded MQTT broker (or ``--mqtt-url``), the server on SQLite in a data directory, and an edge
-node looping over the shared sample clip in real time. Real tickets appear on the console within
-a minute, because the first person reaches the table a few seconds into the clip. One demo account
-per role is created (if missing) and printed, so the console can be tried from every seat.
+An embedded MQTT broker (or ``--mqtt-url``), the server on SQLite in a data directory, a reference
+gate controller, and an edge node looping four cameras over the shared sample clips in real time
+(deploy/demo_footage.py): people lingering at the lobby table, a courier in a hi-vis vest at the
+north gate (the gate opens for him), a car held in the east fire lane, passing traffic in the west
+one. All three kinds of ticket appear on the console within two minutes. One demo account per role
+is created (if missing) and printed, so the console can be tried from every seat.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from gridwatch.deploy.demo_footage import Footage
+    from gridwatch.edge.config import EdgeConfig
     from gridwatch.server.runner import ServerRunner
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "demo-edge.yaml"
@@ -84,11 +88,19 @@ def create_demo_accounts(runner: ServerRunner) -> None:
         session.commit()
 
 
+# The demo's short clocks: a fire-lane ticket is registered as soon as the edge reports the car (the
+# edge's own min_stationary_s is already the demo's 10 s; no group wait) and escalates after a minute
+# undispatched, so a first look sees the whole life of one; the shipped table waits minutes.
+DEMO_FIRE_LANE_LIMITS = {"registered": {"limit": 1, "type": "urgent_minutes"},
+                         "dispatched": {"limit": 2, "type": "urgent_minutes"}}
+
+
 def prepare_site(api_url: str) -> None:
-    """Load the sample grid registry and let daytime loitering register, through the public API.
+    """Load the sample grid registry and the demo's category table, through the public API.
 
     The shipped category table registers loitering only at night (22:00-06:00); a demo watched by
-    day would only show voided tickets, so the demo's own version drops the hours condition.
+    day would only show voided tickets, so the demo's own version drops the hours condition. It
+    also gives the fire lanes the demo's short clocks (``DEMO_FIRE_LANE_LIMITS``).
     """
     from gridwatch.server.registry.grids import SAMPLE_PATH
 
@@ -98,7 +110,34 @@ def prepare_site(api_url: str) -> None:
     for category in table["categories"]:
         if category["event_type"] == "loitering":
             category["registration"]["hours"] = None
+        if category["event_type"] in ("fire_lane_blocked", "fire_lane_obstructed"):
+            category["registration"]["min_duration_s"] = 0
+            category["group_wait_s"] = 0
+            category["time_limits"].update(DEMO_FIRE_LANE_LIMITS)
     api("PUT", "/api/categories", json.dumps(table).encode())
+
+
+def serve_footage_credits(server: ServerRunner, footage: list[Footage]) -> None:
+    """``GET /api/demo/footage``: which sample clip each camera plays, for the console's credit line
+    (the licence asks for it). Only the demo's server has it; elsewhere the console shows nothing."""
+    credits = [f.credit() for f in footage]
+    server.app.add_api_route("/api/demo/footage", lambda: credits, methods=["GET"], include_in_schema=False)
+
+
+def edge_config(footage: list[Footage], profile: Path, mqtt_url: str, server_url: str, data_dir: Path) -> EdgeConfig:
+    """The demo node's config: demo-edge.yaml with each camera's clip, the vest profile and the URLs."""
+    import yaml
+
+    from gridwatch.edge.config import parse_config
+
+    data = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    clips = {f.camera_id: str(f.path) for f in footage}
+    for camera in data["cameras"]:
+        camera["source"] = clips[camera["id"]]
+    data["mqtt"] = {"url": mqtt_url}
+    data["server"] = {"url": server_url}
+    data["evidence"] = {"dir": str(data_dir / "evidence")}
+    return parse_config(data, base_dir=profile.parent)  # the profile's relative path is beside it
 
 
 @click.command()
@@ -107,20 +146,22 @@ def prepare_site(api_url: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, help="Console and API port.")
 @click.option("--source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Clip to loop (default: the shared one-by-one-person-detection.mp4).")
+              help="Clip for the lobby camera (default: the shared one-by-one-person-detection.mp4).")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: run until Ctrl-C).")
 def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Path | None,
          duration: float | None) -> None:
-    """Broker + server (SQLite) + an edge node on a sample clip; prints the console URL."""
+    """Broker + server (SQLite) + gate controller + an edge node on the sample clips; prints the console URL."""
     from gridwatch.broker.embedded import EmbeddedBroker
-    from gridwatch.edge.config import load_config
+    from gridwatch.deploy.demo_footage import CREDIT, LOBBY_CLIP, prepare_footage
+    from gridwatch.deploy.gate_controller import GateControllerClient, GateDecider
     from gridwatch.edge.node.runner import LiveNode, evidence_store, mqtt_publisher
     from gridwatch.server.runner import ServerRunner
     from gridwatch.server.settings import ServerSettings
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    clip = source.resolve() if source else find_sample("one-by-one-person-detection.mp4")
+    samples = find_sample(LOBBY_CLIP).parent
+    footage, profile = prepare_footage(samples, data_dir, source.resolve() if source else None)
 
     broker = None
     if mqtt_url is None:
@@ -129,23 +170,23 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
     console_url = f"http://{host}:{port}/"
     server = ServerRunner(ServerSettings(data_dir=data_dir, mqtt_url=mqtt_url, host=host, port=port,
                                          mqtt_client_id="gridwatch-demo-server"))
+    serve_footage_credits(server, footage)
     server.start()
     create_demo_accounts(server)
     prepare_site(console_url.rstrip("/"))
 
-    config = load_config(DEMO_CONFIG)
-    config = config.model_copy(update={
-        "mqtt": config.mqtt.model_copy(update={"url": mqtt_url}),
-        "server": config.server.model_copy(update={"url": console_url.rstrip("/")}),
-        "cameras": tuple(c.model_copy(update={"source": str(clip)}) for c in config.cameras),
-        "evidence": config.evidence.model_copy(update={"dir": str(data_dir / "evidence")}),
-    })
+    config = edge_config(footage, profile, mqtt_url, console_url.rstrip("/"), data_dir)
+    gate_controller = GateControllerClient(mqtt_url, config.site_id, config.node_id, GateDecider())
+    gate_controller.start()
     publisher = mqtt_publisher(config, base_dir=data_dir)  # the outbox lives in the data directory
     node = LiveNode(config, evidence_store(config), publisher)
     node.start()
 
     click.echo(f"GridWatch demo running. Broker: {mqtt_url}  Data: {data_dir}")
     click.echo(f"Console: {console_url}   (Ctrl-C to stop)")
+    click.echo(f"Cameras (footage: {CREDIT}):")
+    for f in footage:
+        click.echo(f"  {f.camera_id:<15} {f.clip}" + (f" ({f.changed()})" if f.change else ""))
     click.echo(f"Demo accounts (password {DEMO_PASSWORD}):")
     for username, role, person_id, name, _unit in DEMO_ACCOUNTS:
         click.echo(f"  {username:<6} {role:<12} {person_id:<9} {name}")
@@ -158,6 +199,7 @@ def demo(mqtt_url: str | None, data_dir: Path, host: str, port: int, source: Pat
     finally:
         node.stop()
         publisher.close()
+        gate_controller.close()
         server.stop()
         if broker:
             broker.stop()

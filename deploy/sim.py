@@ -355,17 +355,23 @@ def run(config: SimConfig, *, drain_s: float = 60.0) -> SimResult:
 
 def check_database(result: SimResult, database_url: str, *, wait_s: float = 60.0) -> dict[str, int]:
     """Count against the server's database what became of the run: waits until every acknowledged
-    event is stored (or ``wait_s`` passes), then reports lost events and duplicate tickets."""
+    event is stored, or until ``wait_s`` pass without one more event stored, then reports lost events
+    and duplicate tickets. The window restarts on progress because a busy machine ingests slowly, and
+    slow is not lost: only a stalled ingest ends the wait early."""
     import sqlalchemy as sa
 
     site_prefix = result.incidents[0].camera.site_id.split("-")[0] + "-%" if result.incidents else "%"
     engine = sa.create_engine(database_url)
     try:
         deadline = time.monotonic() + wait_s
+        stored: set[str] = set()
         while True:
             with engine.connect() as conn:
-                stored = set(conn.scalars(sa.text("SELECT event_id FROM events WHERE site_id LIKE :p"),
-                                          {"p": site_prefix}))
+                now_stored = set(conn.scalars(sa.text("SELECT event_id FROM events WHERE site_id LIKE :p"),
+                                              {"p": site_prefix}))
+            if len(now_stored) > len(stored):
+                deadline = time.monotonic() + wait_s
+            stored = now_stored
             if result.acknowledged <= stored or time.monotonic() > deadline:
                 break
             time.sleep(1)

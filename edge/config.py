@@ -15,14 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gridwatch.broker.topics import Id
-from gridwatch.broker.zones import (
-    RULE_TYPES,
-    CourierRule,
-    Point,
-    StrictModel,
-    ZoneList,
-    at_least_a_triangle,
-)
+from gridwatch.broker.zones import RULE_TYPES, CourierRule, Polygons, StrictModel, ZoneList
 
 
 class ConfigError(ValueError):
@@ -130,16 +123,7 @@ class Motion(StrictModel):
         2.0, gt=0, description="How often tracked objects are re-checked while nothing new moves (on pixels; "
         "by the detector when a box changed, and at least every 4th time)."
     )
-    masks: tuple[tuple[Point, ...], ...] = Field(
-        (), description="Polygons (normalised) where motion is ignored: trees, timestamp overlays."
-    )
-
-    @field_validator("masks")
-    @classmethod
-    def _masks_are_polygons(cls, masks: tuple[tuple[Point, ...], ...]) -> tuple[tuple[Point, ...], ...]:
-        for mask in masks:
-            at_least_a_triangle(mask)
-        return masks
+    masks: Polygons = Field((), description="Polygons (normalised) where motion is ignored: trees, timestamp overlays.")
 
 
 class Tamper(StrictModel):
@@ -186,6 +170,8 @@ class Camera(StrictModel):
     motion: Motion = Motion()
     tamper: Tamper = Tamper()
     zones: ZoneList = ()
+    privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
+                                    "stores, originals included: a neighbour's window, a changing-room door.")
     detector: CameraDetector = CameraDetector()
 
 

@@ -26,6 +26,8 @@ NAMING_CONVENTION = {
 
 # JSONB on PostgreSQL (indexable later), plain JSON text on SQLite.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# ... where a missing value must be SQL NULL (found by IS NULL), not JSON null
+NullableJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 ID_LENGTH = 64  # broker.topics.ID_PATTERN allows 1-64 characters
 HEX32 = 32
@@ -127,6 +129,9 @@ class Ticket(Base):
     sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)  # sweeper's next look
     escalation_level: Mapped[int] = mapped_column(sa.Integer, default=0)  # 0 grid … 3 district
     overdue: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # breached any time limit
+    # -- a person said it was a false alarm (误报), and why: gridwatch.server.tickets.false_alarms
+    false_alarm_reason: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    false_alarm_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # -- origin: "camera" (an edge incident) or "open311" (reported by a person through an integrator)
     source: Mapped[str] = mapped_column(sa.String(16), server_default="camera")
     latitude: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
@@ -135,6 +140,9 @@ class Ticket(Base):
     description: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     media_url: Mapped[str | None] = mapped_column(sa.String(2000), nullable=True)
     reporter: Mapped[str | None] = mapped_column(sa.String(ID_LENGTH), nullable=True)  # the API token's name
+    # The blocking vehicle's plate as the edge read it (contract PlateReading), fire-lane tickets only; retention
+    # clears it (server/privacy/retention.py).
+    plate: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
 
     events: Mapped[list[EventRecord]] = relationship(
         back_populates="ticket", order_by="EventRecord.observed_at", lazy="raise"
@@ -249,6 +257,17 @@ class UnitMember(Base):
     role: Mapped[str] = mapped_column(sa.String(16))
 
     __table_args__ = (sa.Index("ix_unit_members_unit_id_person_id", "unit_id", "person_id"),)
+
+
+class ResidentVehicle(Base):
+    """A resident's vehicle in the site's own list (imported as CSV): whom to ask to move a car blocking a lane."""
+
+    __tablename__ = "resident_vehicles"
+
+    plate: Mapped[str] = mapped_column(sa.String(16), primary_key=True)  # normalised: 京AD12345, no dot
+    unit: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))            # the household, e.g. 3栋2单元1502
+    person: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    phone: Mapped[str] = mapped_column(sa.String(32))
 
 
 class CameraBinding(Base):
@@ -373,7 +392,7 @@ class ApiToken(Base):
 
 
 class CameraZones(Base):
-    """The zone config of one camera as an installer last saved it in the console's zone editor; the
+    """The zones and masks of one camera as an installer last saved them in the console's zone editor; the
     same document is published retained to the camera's config topic for the edge to load."""
 
     __tablename__ = "camera_zones"
@@ -382,6 +401,7 @@ class CameraZones(Base):
     node_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     camera_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     zones: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    masks: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")  # privacy, motion
     version: Mapped[int] = mapped_column(sa.Integer)
     updated_by: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

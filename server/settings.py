@@ -105,6 +105,8 @@ class ServerSettings(BaseSettings):
     retention_dead_letters_days: int = Field(30, ge=0, description="Refused messages.")
     retention_evidence_log_days: int = Field(365, ge=0, description="Who viewed which evidence.")
     retention_webhook_deliveries_days: int = Field(30, ge=0, description="Finished webhook deliveries and attempts.")
+    retention_plates_days: int = Field(
+        30, ge=0, description="Plate numbers (and crops, and the owner notified) on tickets closed this long ago.")
     retention_purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges.")
     # -- privacy of stored images (server/privacy/blur_policy.py)
     privacy_require_face_blur: bool = Field(

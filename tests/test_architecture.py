@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOMS = ("edge", "models", "broker", "server", "deploy")
 
 # The edge pipeline's stages, upstream first: a stage may import its own folder and those before it.
-EDGE_STAGES = ("capture", "perception", "rules", "evidence", "delivery", "node")
+EDGE_STAGES = ("capture", "perception", "reading", "rules", "evidence", "delivery", "node")
 # The server's rooms, lowest first; the root modules split into the base (settings, database, clock)
 # that every room may use and the entry points (cli, runner) that nothing imports.
 SERVER_LAYERS = (

@@ -9,7 +9,7 @@ import re
 from gridwatch.broker.contract import EventType, Phase
 from gridwatch.server.api.routers.console import CONSOLE_DIR
 from gridwatch.server.registry import accounts
-from gridwatch.server.tickets import lifecycle
+from gridwatch.server.tickets import false_alarms, lifecycle
 
 CATALOGUES = {lang: json.loads((CONSOLE_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
               for lang in ("zh-CN", "en")}
@@ -38,6 +38,7 @@ def test_every_key_the_console_asks_for_is_in_the_catalogues() -> None:
 def test_every_value_the_server_sends_has_a_label() -> None:
     values = ([f"type.{t.value}" for t in EventType] + [f"phase.{p.value}" for p in Phase]
               + [f"stage.{s.value}" for s in lifecycle.Stage] + [f"action.{a}" for a in lifecycle.RULES]
-              + [f"action.{a}" for a in SYSTEM_ACTIONS] + [f"role.{r}" for r in (*accounts.ROLES, "system")])
+              + [f"action.{a}" for a in SYSTEM_ACTIONS] + [f"role.{r}" for r in (*accounts.ROLES, "system")]
+              + [f"false_alarm.{r}" for r in false_alarms.REASONS])
     for catalogue in CATALOGUES.values():
         assert [key for key in values if key not in catalogue] == []

@@ -186,3 +186,29 @@ def test_retained_config_applies_at_start_and_the_file_wins_when_it_changes(
         node.config_path.write_text(yaml.safe_dump(data))
         assert reloader.reload()
         assert node.zone_ids == ["table"]
+
+
+def test_masks_from_the_console_apply_live_and_black_out_what_is_stored(tmp_path: Path) -> None:
+    """Privacy and motion masks change without a restart (a motion threshold still needs one), and a
+    privacy mask is black on the image the node stores, only there."""
+    import numpy as np
+
+    from gridwatch.broker.zones import Masks, Zone
+    from gridwatch.edge.evidence.privacy import black_out
+    from gridwatch.edge.node.reload import restart_needed, with_zones
+
+    running = load_config(edge_config(tmp_path, "mqtt://127.0.0.1:1883", None))
+    square = ((0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0))
+    masks = Masks(privacy=(square,), motion=(((0, 0), (0.2, 0), (0, 0.2)),))
+    new = with_zones(running, CAMERA, tuple(Zone.model_validate(z) for z in [EVERYWHERE]), masks)
+    assert restart_needed(running, new) == []
+    assert new.cameras[0].privacy_masks == (square,) and new.cameras[0].motion.masks == masks.motion
+    stricter = new.model_copy(update={"cameras": (new.cameras[0].model_copy(update={
+        "motion": new.cameras[0].motion.model_copy(update={"threshold": 40})}),)})
+    assert restart_needed(new, stricter) == [f"cameras[{CAMERA}].motion changed"]
+
+    image = np.full((100, 200, 3), 120, np.uint8)
+    assert black_out(image, ()) is image
+    masked = black_out(image, (square,))
+    assert (masked[52:, 102:] == 0).all() and (masked[:48] == 120).all() and (masked[:, :98] == 120).all()
+    assert (image == 120).all()  # the frame the rules see is untouched

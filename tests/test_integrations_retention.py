@@ -118,7 +118,7 @@ def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_pa
                 TicketTransition.ticket_id == closed_old))
         before = _counts(sessions, store)
         expected = {"events": 1, "snapshots": 1, "audit": closed_old_trail, "dead_letters": 1, "evidence_log": 1,
-                    "webhook_deliveries": 1}
+                    "webhook_deliveries": 1, "plates": 0}
         assert closed_old_trail >= 1
 
         if via == "cli":

@@ -1,7 +1,7 @@
 """The whole pipe on real parts: real clip -> real ONNX edge -> real broker -> server -> database -> REST.
 
-Two broker paths: a Mosquitto the test starts from the project's config, and the embedded broker
-that `gridwatch demo` uses (exercised through the demo command itself).
+Here through a Mosquitto the test starts from the project's config; the embedded broker that
+`gridwatch demo` uses is exercised through the demo command itself (tests/test_demo_three_situations.py).
 """
 
 from __future__ import annotations
@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from gridwatch.deploy.demo import DEMO_PASSWORD
 from gridwatch.server.registry.accounts import issue_token
 from tests.conftest import REPO, Mosquitto, free_port
 from tests.reliability_helpers import wait_for
@@ -30,15 +28,6 @@ def get(url: str, headers: dict[str, str]) -> bytes:
 
 def get_json(url: str, headers: dict[str, str]):
     return json.loads(get(url, headers))
-
-
-def login_headers(api: str, username: str, password: str) -> dict[str, str]:
-    """The session cookie of a console login, as a request header (reads need no CSRF token)."""
-    body = json.dumps({"username": username, "password": password}).encode()
-    request = urllib.request.Request(f"{api}/api/auth/login", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return {"Cookie": response.headers["Set-Cookie"].split(";", 1)[0]}
 
 
 def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samples: Path,
@@ -81,33 +70,3 @@ def test_replay_published_through_mosquitto_becomes_tickets(tmp_path: Path, samp
             assert get(f"{api}/api/snapshots/{ticket['snapshot_sha256']}", auth)[:3] == b"\xff\xd8\xff"
     finally:
         server.stop()
-
-
-def test_demo_command_shows_tickets_with_snapshots_within_a_minute(tmp_path: Path, samples: Path) -> None:
-    """`gridwatch demo` with its embedded broker: a ticket with a snapshot appears within 60 s."""
-    port = free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "gridwatch.deploy", "demo", "--port", str(port),
-         "--data-dir", str(tmp_path / "data"), "--duration", "90"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-    )
-    try:
-        started = time.monotonic()
-        api = f"http://127.0.0.1:{port}"
-        page = wait_for(lambda: get_json(f"{api}/api/tickets", login_headers(api, "guard", DEMO_PASSWORD)),
-                    lambda p: any(t["snapshot_sha256"] for t in p["items"]), timeout=60)
-        elapsed = time.monotonic() - started
-        assert page and page["items"], "no ticket within 60 s"
-        ticket = page["items"][0]
-        assert ticket["type"] == "loitering" and ticket["camera_id"] == "lobby-cam"
-        assert get(f"{api}/api/snapshots/{ticket['snapshot_sha256']}",
-                   login_headers(api, "guard", DEMO_PASSWORD))[:3] == b"\xff\xd8\xff"
-        with urllib.request.urlopen(f"{api}/") as response:
-            assert b"<html" in response.read().lower()
-        print(f"first ticket with snapshot after {elapsed:.1f} s")
-    finally:
-        demo.terminate()
-        output = demo.communicate(timeout=30)[0]
-    assert demo.returncode == 0, output
-    assert f"Console: http://127.0.0.1:{port}/" in output
-    assert "guard" in output and DEMO_PASSWORD in output  # the demo accounts are printed

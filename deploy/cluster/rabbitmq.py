@@ -25,6 +25,8 @@ from pathlib import Path
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_S = 120.0
+# A killed node rejoining replays its quorum-queue log first: slower than a first start on a busy box.
+RESTORE_TIMEOUT_S = 300.0
 
 
 class BrokerMissing(RuntimeError):
@@ -202,22 +204,40 @@ class RabbitCluster:
             time.sleep(0.2)
 
     def ctl(self, *args: str) -> object | None:
-        """``rabbitmqctl <args> --formatter json`` on a live node; None if it fails."""
-        node = next(n for n in self.nodes if n.running)
-        out = subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", node.name, *args, "--formatter", "json"],
-                             env=node.environment(self.workdir), capture_output=True, text=True, timeout=60)
-        return json.loads(out.stdout) if out.returncode == 0 else None
+        """``rabbitmqctl <args> --formatter json`` on the first live node that answers; None if none does.
+
+        A node whose process runs may still be booting (or rejoining after a kill), so each running
+        node is asked in turn rather than only the first."""
+        for node in (n for n in self.nodes if n.running):
+            try:
+                out = subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", node.name, *args, "--formatter",
+                                      "json"], env=node.environment(self.workdir), capture_output=True, text=True,
+                                     timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
+            if out.returncode == 0:
+                return json.loads(out.stdout)
+        return None
 
     def running_members(self) -> list[str]:
         """The cluster's running nodes as one live node sees them."""
         status = self.ctl("cluster_status")
         return list(status.get("running_nodes", [])) if isinstance(status, dict) else []
 
-    def queue_leader(self, queue: str) -> RabbitNode:
-        """The node leading a quorum queue (where killing hurts most)."""
-        rows = self.ctl("list_queues", "name", "leader")
-        leader = next(row["leader"] for row in rows or [] if row["name"] == queue)
-        return next(n for n in self.nodes if n.name == leader)
+    def queue_leader(self, queue: str, timeout: float = 60.0) -> RabbitNode:
+        """The node leading a quorum queue (where killing hurts most). Right after a node rejoins, the
+        queue may have no elected leader for a moment, so this waits for one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.ctl("list_queues", "name", "leader")
+            leader = next((row["leader"] for row in rows or [] if row["name"] == queue), None)
+            node = next((n for n in self.nodes if n.name == leader), None)
+            if node is not None:
+                return node
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"quorum queue {queue} has no leader among {[n.name for n in self.nodes]}; "
+                                   f"see {self.workdir}")
+            time.sleep(1)
 
     def queue_length(self, queue: str) -> int:
         rows = self.ctl("list_queues", "name", "messages")
@@ -228,6 +248,14 @@ class RabbitCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the RabbitMQ cluster did not reach {count} running nodes; see {self.workdir}")
             time.sleep(1)
+
+    def restore(self, timeout: float = RESTORE_TIMEOUT_S) -> None:
+        """Restart every node that is down (a test killed it) and wait until all are members again, so a
+        fault injected by one test never leaks into the next."""
+        for node in self.nodes:
+            if not node.running:
+                node.start(self.workdir)
+        self.wait_members(len(self.nodes), time.monotonic() + timeout)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -78,6 +78,10 @@ class ReplicaProcess:
                 raise TimeoutError(f"replica {self.index} not consuming after {START_TIMEOUT_S}s; see {self.log}")
             time.sleep(0.2)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def health(self) -> dict:
         return httpx.get(f"{self.url}/api/health", timeout=5).json()
 
@@ -90,12 +94,12 @@ class ReplicaProcess:
 
     def kill(self) -> None:
         """SIGKILL: a crashed replica, whose unacknowledged messages go back to the queue."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             self.proc.terminate()
             try:
                 self.proc.wait(20)

@@ -252,11 +252,13 @@ class MqttPublisher:
             self.outbox.remove(seq)
 
     def _upload_evidence(self, event: Event, snapshot: Snapshot) -> None:
-        """The snapshot, and the clean crop an event names beside it in the same evidence folder."""
+        """The snapshot, and the clean crop (and plate crop) an event names beside it in the same evidence folder."""
         assert self.server_url is not None
         images = {snapshot.ref.sha256: Path(snapshot.path)}
         if isinstance(crop := event.attributes.get("crop_sha256"), str):
             images[crop] = Path(snapshot.path).with_name(f"{crop}.jpg")
+        if event.plate is not None and event.plate.crop_sha256:
+            images[event.plate.crop_sha256] = Path(snapshot.path).with_name(f"{event.plate.crop_sha256}.jpg")
         for sha256, path in images.items():
             try:
                 upload_image(self.server_url, sha256, path, self.server_token)

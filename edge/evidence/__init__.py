@@ -1,6 +1,7 @@
 """Evidence: the JPEG snapshots an incident carries, stored on the node with bounded retention.
 
 Owns annotation, crops, the redaction of faces and plates in every stored image with its blur
-manifest (privacy, plates), and the encrypted unblurred originals a site may keep (originals).
+manifest (privacy, plates), the camera's privacy masks blacked out (privacy), and the encrypted
+unblurred originals a site may keep (originals).
 Imports the stages before it; delivery sends what it stores.
 """

@@ -1,4 +1,5 @@
-"""Faces (and, where the rule says so, plates) made unrecognisable in every image the node stores.
+"""Faces (and, where the rule says so, plates) made unrecognisable in every image the node stores, and the
+camera's privacy masks blacked out.
 
 Faces are found on the whole frame with YuNet (:mod:`gridwatch.models.faces`), not only inside
 person boxes: a poster, a face at a window or a person the object detector missed is a face too.
@@ -31,6 +32,17 @@ FACE_PAD = 0.5          # of the face's size, on each side: YuNet's box is brows
 CELLS = 5               # a region keeps at most this many cells of colour along its longer side
 
 Box = tuple[int, int, int, int]
+
+
+def black_out(image: np.ndarray, polygons: Sequence[Sequence[tuple[float, float]]]) -> np.ndarray:
+    """``image`` with the camera's privacy masks (normalised polygons) filled black, as a copy; the same
+    image when there are none. Black, not blurred: a mask is for what must never be recorded at all."""
+    if not polygons:
+        return image
+    masked = image.copy()
+    size = np.array([image.shape[1], image.shape[0]], np.float32)
+    cv2.fillPoly(masked, [np.round(np.asarray(p, np.float32) * size).astype(np.int32) for p in polygons], (0, 0, 0))
+    return masked
 
 
 def head_region(box: np.ndarray, frame_size: tuple[int, int]) -> Box:

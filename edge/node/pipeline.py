@@ -12,21 +12,25 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, SnapshotRef
+from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, PlateReading, PlateStatus, SnapshotRef
 from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone, detector_classes
 from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.publish import EventSink
 from gridwatch.edge.evidence.plates import VEHICLE_CLASSES
-from gridwatch.edge.evidence.privacy import Redactor
+from gridwatch.edge.evidence.privacy import Redactor, black_out
 from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop_box
+from gridwatch.edge.node.plate_watch import PlateWatch
 from gridwatch.edge.perception.appearance import AppearanceEmbedder
 from gridwatch.edge.perception.detect import Detections, OnnxDetector
 from gridwatch.edge.perception.motion import MotionGate
 from gridwatch.edge.perception.tamper import TamperCheck
 from gridwatch.edge.perception.track import ObjectTracker, Track
 from gridwatch.edge.perception.uniforms import UniformMatcher
+from gridwatch.edge.reading.engine import TextEngine
+from gridwatch.edge.reading.plates import PlateReader
+from gridwatch.edge.reading.worker import PlateResult, ReadingWorker
 from gridwatch.edge.rules.courier import CourierDetector, CourierLog
 from gridwatch.edge.rules.fire_lane import FireLaneDetector
 from gridwatch.edge.rules.gate_policy import ALLOWED
@@ -38,6 +42,7 @@ from gridwatch.models.faces import FaceDetector
 ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
 
 CAMERA_ZONE = "camera"  # zone_id of events about the camera itself (offline, tamper)
+PLATE_DRAIN_S = 120.0   # at the source's end, how long the plates still being read are waited for
 
 
 class CameraPipeline:
@@ -69,6 +74,7 @@ class CameraPipeline:
         self.gate = MotionGate(camera.motion)
         self.tamper = TamperCheck(camera.tamper)
         self.embedder: AppearanceEmbedder | None = None
+        self.plates: PlateWatch | None = None
         self.rules: list[tuple[Zone, Rule, ZoneRule]] = [
             (zone, rule, self._rule(zone, rule)) for zone in camera.zones for rule in zone.rules]
         self.membership = {zone.id: ZoneMembership(zone.inertia) for zone in camera.zones}
@@ -92,6 +98,11 @@ class CameraPipeline:
         if isinstance(rule, LoiteringRule):
             return LoiteringDetector(zone.id, rule, self._at, self._appearance() if rule.rejoin_s else None)
         if isinstance(rule, FireLaneRule):
+            if rule.read_plates and self.plates is None:
+                # one reader per camera, loaded now: a node without the reading extra fails at start
+                engine = TextEngine()
+                engine.check()
+                self.plates = PlateWatch(ReadingWorker(PlateReader(engine)))
             return FireLaneDetector(zone.id, rule)
         chosen = [self.uniforms[u] for u in rule.uniforms]
         embedder = self._appearance() if any(u.enrolled for u in chosen) else None
@@ -137,8 +148,14 @@ class CameraPipeline:
         emitted = []
         for zone, rule, detector in self.rules:
             area = self._area(zone.id, frame.image)
-            for rule_event in detector.update(frame.source_time_s, self.inside[zone.id], frame.image):
-                emitted.append(self._emit(rule_event, frame.image, area, rule))
+            emitted += self._rule_events(detector.update(frame.source_time_s, self.inside[zone.id], frame.image),
+                                         frame.image, area, rule)
+            if self.plates is not None and isinstance(rule, FireLaneRule) and rule.read_plates:
+                assert isinstance(detector, FireLaneDetector)
+                # what a privacy mask hides is never recorded, in a plate crop neither
+                self.plates.observe(frame.source_time_s, black_out(frame.image, self.camera.privacy_masks),
+                                    detector.open_vehicles(frame.source_time_s))
+        emitted += self._plate_events(frame.source_time_s, frame.image)
         change = self.tamper.update(frame.image, frame.source_time_s)
         if change is not None:
             emitted.append(self.camera_event(EventType.CAMERA_TAMPER, Phase(change.phase), change.incident_id,
@@ -147,17 +164,66 @@ class CameraPipeline:
         return emitted
 
     def finish(self) -> list[Event]:
-        """The source ended: close open incidents, with the last frame seen as their evidence."""
-        return [event for zone, rule, detector in self.rules for event in self._close(zone, rule, detector)]
+        """The source ended: close open incidents, with the last frame seen as their evidence (and the
+        plates still being read, waited for here: the camera is done)."""
+        events = [event for zone, rule, detector in self.rules for event in self._close(zone, rule, detector)]
+        if self.plates is not None:
+            self.plates.drain(PLATE_DRAIN_S)
+            events += self._plate_events(self.last_time_s, self.last_image)
+        return events
 
     def _close(self, zone: Zone, rule: Rule, detector: ZoneRule) -> list[Event]:
         """End a rule's open incidents now, on the geometry they were raised with."""
         area = self._area(zone.id, self.last_image) if self.last_image is not None else None
-        return [self._emit(rule_event, self.last_image, area, rule)
-                for rule_event in detector.finish(self.last_time_s)]
+        return self._rule_events(detector.finish(self.last_time_s), self.last_image, area, rule)
+
+    def _reads_plates(self, rule: Rule | None, rule_event: RuleEvent) -> bool:
+        return (self.plates is not None and isinstance(rule, FireLaneRule) and rule.read_plates
+                and rule_event.type is EventType.FIRE_LANE_BLOCKED)
+
+    def _rule_events(self, rule_events: list[RuleEvent], image: np.ndarray | None, area: ZoneArea | None,
+                     rule: Rule) -> list[Event]:
+        """Emit a rule's events; a fire-lane end whose plate is being read waits for it (see PlateWatch)."""
+        emitted = []
+        for rule_event in rule_events:
+            if self._reads_plates(rule, rule_event):
+                assert self.plates is not None
+                if rule_event.phase is Phase.END and self.plates.ending(rule_event):
+                    continue
+                if rule_event.phase is Phase.START:
+                    self.plates.started(rule_event)
+            emitted.append(self._emit(rule_event, image, area, rule))
+        return emitted
+
+    def _plate_events(self, now_s: float, image: np.ndarray | None) -> list[Event]:
+        """The incidents whose plate reading finished: an update after a start, the end that waited for it."""
+        if self.plates is None:
+            return []
+        emitted = []
+        for rule_event, result in self.plates.ready(now_s):
+            zone, rule = next((z, r) for z, r, _ in self.rules
+                              if z.id == rule_event.zone_id and isinstance(r, FireLaneRule))
+            area = self._area(zone.id, image) if image is not None else None
+            emitted.append(self._emit(rule_event, image, area, rule, self._plate_reading(result)))
+        return emitted
+
+    def _plate_reading(self, result: PlateResult | None) -> PlateReading | None:
+        """The contract's plate from a reading (None: the reading came too late to tell)."""
+        if result is None:
+            return None
+        if not result.read.readable:
+            return PlateReading(status=PlateStatus.UNREADABLE, frames=result.frames)
+        crop_sha256 = None
+        if result.crop is not None:
+            crop, manifest = self.redactor.redact(result.crop, [], [], True, False)
+            crop_sha256 = self.evidence.save(crop, manifest).ref.sha256
+        colour = result.read.colour.value if result.read.colour else None
+        return PlateReading(status=PlateStatus.READ, text=result.read.plate, colour=colour,
+                            confidence=min(1.0, max(0.0, result.read.confidence)), frames=result.frames,
+                            crop_sha256=crop_sha256)
 
     def replace_zones(self, camera: Camera) -> tuple[int, int]:
-        """Take the zones and rules of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
+        """Take the zones, rules and masks of ``camera`` (a hot reload); return (rules kept, rules rebuilt).
 
         An unchanged rule keeps its state and open incident; a changed or removed one ends its
         incident first. The caller makes sure no frame is in the pipeline meanwhile."""
@@ -174,6 +240,8 @@ class CameraPipeline:
         old_zones = {zone.id: zone for zone in self.camera.zones}
         self.membership = {z.id: self.membership[z.id] if old_zones.get(z.id) == z else ZoneMembership(z.inertia)
                            for z in camera.zones}
+        if camera.motion != self.camera.motion:  # new motion masks: the gate learns its background again
+            self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
         self.camera, self.rules = camera, rules
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
@@ -190,16 +258,17 @@ class CameraPipeline:
         ), image, None)
 
     def _emit(self, rule_event: RuleEvent, image: np.ndarray | None, area: ZoneArea | None,
-              rule: Rule | None = None) -> Event:
+              rule: Rule | None = None, plate: PlateReading | None = None) -> Event:
         snapshot, extra = None, {}
         if image is not None:
             # Every stored image is redacted: faces unless the rule turned it off, camera events (no rule) always.
             blur_faces = rule.blur_faces if rule is not None else True
             blur_plates = rule.blur_plates if rule is not None else True
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
-            # An overhead fire lane's "cell phone" is a car: its plate is blurred like any car's.
-            vehicles = VEHICLE_CLASSES + (detector_classes(rule) if isinstance(rule, FireLaneRule) else ())
+            image = black_out(image, self.camera.privacy_masks)  # before anything is stored, the original too
             original = image
+            # what a fire lane counts as a vehicle has a plate too (an overhead fire lane's "cell phone" is a car)
+            vehicles = set(VEHICLE_CLASSES) | (set(detector_classes(rule)) if isinstance(rule, FireLaneRule) else set())
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
                 [t.box for t in tracks if t.class_name in vehicles], blur_faces, blur_plates)
@@ -212,6 +281,8 @@ class CameraPipeline:
                 extra["crop_sha256"] = self.evidence.save(image[y1:y2, x1:x2],
                                                           manifest.cropped(x1, y1, x2, y2)).ref.sha256
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
+        if plate is not None:
+            event = event.model_copy(update={"plate": plate})
         if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \
                 and rule_event.phase is Phase.START and self.gate_client is not None:
             extra.update(self.gate_client.open_and_log(

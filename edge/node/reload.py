@@ -1,4 +1,4 @@
-"""Config hot reload for a live node: zones and rules change without reopening a single stream.
+"""Config hot reload for a live node: zones, rules and masks change without reopening a single stream.
 
 Installers tune polygons and dwell times while the cameras run; restarting the node would reopen
 every RTSP session, lose the trackers and cut open incidents. So on a file change (polled mtime)
@@ -21,14 +21,14 @@ import signal
 import threading
 from pathlib import Path
 
-from gridwatch.broker.zones import Zone, detector_classes
-from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, load_config, parse_config
+from gridwatch.broker.zones import Masks, Zone, detector_classes
+from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, Motion, load_config, parse_config
 from gridwatch.edge.node.pipeline import CameraPipeline
 from gridwatch.edge.node.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-CAMERA_RELOADABLE = {"zones"}
+CAMERA_RELOADABLE = {"zones", "privacy_masks"}  # and motion.masks (see _without_motion_masks)
 
 
 def restart_needed(running: EdgeConfig, new: EdgeConfig) -> list[str]:
@@ -40,10 +40,16 @@ def restart_needed(running: EdgeConfig, new: EdgeConfig) -> list[str]:
         return [*reasons, f"cameras changed ({old_ids} -> {new_ids})"]
     for old, cam in zip(running.cameras, new.cameras, strict=True):
         reasons += [f"cameras[{cam.id}].{k} changed" for k in type(old).model_fields
-                    if k not in CAMERA_RELOADABLE and getattr(old, k) != getattr(cam, k)]
+                    if k not in CAMERA_RELOADABLE
+                    and _without_motion_masks(getattr(old, k)) != _without_motion_masks(getattr(cam, k))]
         if _objects(old) != _objects(cam):  # the tracker is built for the objects the rules watch
             reasons.append(f"cameras[{cam.id}]: rules watch other objects ({sorted(_objects(cam))})")
     return reasons
+
+
+def _without_motion_masks(value: object) -> object:
+    """A camera setting as compared for a restart: the motion gate takes new masks live, not new thresholds."""
+    return value.model_copy(update={"masks": ()}) if isinstance(value, Motion) else value
 
 
 def _objects(camera: Camera) -> set[str]:
@@ -55,13 +61,14 @@ def running_config(config: EdgeConfig, pipelines: list[CameraPipeline]) -> EdgeC
     return config.model_copy(update={"cameras": tuple(pipeline.camera for pipeline in pipelines)})
 
 
-def with_zones(config: EdgeConfig, camera_id: str, zones: tuple[Zone, ...]) -> EdgeConfig:
-    """``config`` with one camera's zones replaced, validated as a whole as a loaded file is (a courier
-    rule naming an unknown uniform, say): a ConfigError names the field."""
+def with_zones(config: EdgeConfig, camera_id: str, zones: tuple[Zone, ...], masks: Masks) -> EdgeConfig:
+    """``config`` with one camera's zones and masks replaced, validated as a whole as a loaded file is (a
+    courier rule naming an unknown uniform, say): a ConfigError names the field."""
     data = config.model_dump()
     for camera in data["cameras"]:
         if camera["id"] == camera_id:
             camera["zones"] = [zone.model_dump() for zone in zones]
+            camera["privacy_masks"], camera["motion"]["masks"] = masks.privacy, masks.motion
             return parse_config(data)
     raise ConfigError(f"camera_id: no camera {camera_id!r} on this node (cameras: {[c.id for c in config.cameras]})")
 

@@ -1,4 +1,4 @@
-"""Zones pushed from the console: the node subscribes to its cameras' config topic and hot-swaps them.
+"""Zones and masks pushed from the console: the node subscribes to its cameras' config topic and hot-swaps them.
 
 The server publishes a ``CameraConfig`` retained on ``gridwatch/v1/<site>/<node>/<camera>/config``
 whenever an installer saves a camera's zones, so a node gets the newest one on every (re)subscribe,
@@ -61,7 +61,7 @@ class RemoteZones(NodeSubscription):
             return False
         running = running_config(self.config, self.pipelines)
         try:
-            new = with_zones(running, config.camera_id, config.zones)
+            new = with_zones(running, config.camera_id, config.zones, config.masks)
         except ConfigError as exc:
             log.error("camera config %s v%d ignored, the running zones stay: %s", config.camera_id, config.version,
                       str(exc).replace("\n", "; "))
@@ -74,5 +74,6 @@ class RemoteZones(NodeSubscription):
         kept, rebuilt = swap_zones(self.scheduler, self.pipelines, index, new.cameras[index])
         self.applied[config.camera_id] = config.version
         log.info("camera config %s v%d from the console applied without restarting the stream: %d zones, "
-                 "%d rules kept, %d rebuilt", config.camera_id, config.version, len(config.zones), kept, rebuilt)
+                 "%d rules kept, %d rebuilt, %d privacy and %d motion masks", config.camera_id, config.version,
+                 len(config.zones), kept, rebuilt, len(config.masks.privacy), len(config.masks.motion))
         return True

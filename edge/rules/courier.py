@@ -14,6 +14,10 @@ Overstay: every entry is written to the node's ``CourierLog``; a courier decided
 uniform. An entry still open ``overstay_s`` after it was made starts a ``courier_overstay``
 incident, which ends when that courier is seen leaving.
 
+Company words: when the policy has the ``words`` factor, an undecided person's box is read for a
+company's printed words (up to ``WORD_TRIES`` x ``min_votes`` detections, until one names a company);
+the entry waits for them like for the code, and records what was read.
+
 Rider code: when the rule's gate policy has the ``code`` factor, every detection of an undecided
 person is also searched for a QR code (until one passes, or ``CODE_TRIES`` x ``min_votes``
 detections went by). The entry is decided when the factors are known: a wrong, expired or reused
@@ -36,11 +40,14 @@ from gridwatch.broker.zones import CourierRule
 from gridwatch.edge.perception.qr import CodeReader
 from gridwatch.edge.perception.track import Track
 from gridwatch.edge.perception.uniforms import NO_MATCH, Match, UniformMatcher
+from gridwatch.edge.reading.engine import TextEngine
+from gridwatch.edge.reading.logos import WordReader, WordsRead
 from gridwatch.edge.rules.gate_policy import ALLOWED, PASSED, check_code, code_secret, entry_decision
 from gridwatch.edge.rules.incident import RuleEvent
 
 EXIT_GRACE_S = 2.0
 CODE_TRIES = 2  # a rider has this many consensus rounds (x min_votes detections) to show the code
+WORD_TRIES = 1  # ... and the words on his jacket or box this many to be read
 
 
 @dataclass
@@ -56,6 +63,8 @@ class _Person:
     code_payload: str | None = None
     code_platform: str | None = None
     code_tries: int = 0
+    words: WordsRead | None = None    # the best reading of the person's printed words (a company, if any)
+    words_tries: int = 0
     decided: bool = False
     incident_id: str | None = None
     attributes: dict = field(default_factory=dict)
@@ -109,6 +118,11 @@ class CourierDetector:
         self.zone_id, self.rule, self.matcher, self.wall_clock, self.log = zone_id, rule, matcher, wall_clock, log
         self.people: dict[int, _Person] = {}
         self.codes = CodeReader() if rule.gate is not None and "code" in rule.gate.factors else None
+        self.words = None
+        if rule.gate is not None and "words" in rule.gate.factors:
+            engine = TextEngine()
+            engine.check()  # a node without the reading extra fails at start, not at the gate
+            self.words = WordReader(engine)
         self.used_codes: set[str] = set()  # a rider code opens the gate once
 
     def update(self, now_s: float, inside: list[Track], image: np.ndarray | None = None) -> list[RuleEvent]:
@@ -129,6 +143,8 @@ class CourierDetector:
                                            self.rule.max_votes)
             if self.codes is not None and person.code != PASSED:
                 self._read_code(person, image, now_s)
+            if self.words is not None and not self._words_passed(person):
+                self._read_words(person, image)
             events += self._conclude(person, now_s)
         for track_id, person in list(self.people.items()):
             if now_s - person.last_s > EXIT_GRACE_S:
@@ -148,10 +164,30 @@ class CourierDetector:
             if result == PASSED:
                 return
 
+    def _read_words(self, person: _Person, image: np.ndarray) -> None:
+        """Read the person's printed words (on the camera's thread: bounded by ``WORD_TRIES`` per person,
+        and only at a gate whose policy asks for them; ``python -m bench plates`` gives the cost)."""
+        assert self.words is not None
+        person.words_tries += 1
+        read = self.words.read(image, person.track.box)
+        if person.words is None or read.company is not None or (read.lines and not person.words.lines):
+            person.words = read
+
+    @staticmethod
+    def _words_passed(person: _Person) -> bool:
+        return person.words is not None and person.words.company is not None
+
+    def _factors_done(self, person: _Person) -> bool:
+        """Every extra factor (code, words) passed or had all its tries."""
+        code = self.codes is None or person.code == PASSED or person.code_tries >= CODE_TRIES * self.rule.min_votes
+        words = (self.words is None or self._words_passed(person)
+                 or person.words_tries >= WORD_TRIES * self.rule.min_votes)
+        return code and words
+
     def _conclude(self, person: _Person, now_s: float) -> list[RuleEvent]:
         """Decide the person once every factor the rule needs is known (or will not come)."""
         uniform = person.uniform
-        if self.codes is None:
+        if self.codes is None and self.words is None:
             if uniform is None:
                 return []
             person.decided = True
@@ -160,16 +196,17 @@ class CourierDetector:
             return [self._entry(person, uniform, now_s)] if uniform.uniform_id and self.rule.direction == "entry" \
                 else []
         assert self.rule.gate is not None
-        code_done = person.code == PASSED or person.code_tries >= CODE_TRIES * self.rule.min_votes
+        done = self._factors_done(person)
         if "uniform" in self.rule.gate.factors:
-            if uniform is None or (uniform.uniform_id is not None and not code_done):
+            if uniform is None or (uniform.uniform_id is not None and not done):
                 return []
             person.decided = True
             return [self._entry(person, uniform, now_s)] if uniform.uniform_id else []
-        if person.code is None:  # code only: a passer-by without a code is nobody's business
-            person.decided = person.code_tries >= self.rule.max_votes
+        if person.code is None and not self._words_passed(person):
+            # no uniform factor: a passer-by who shows no code and wears no company's words is nobody's business
+            person.decided = max(person.code_tries, person.words_tries) >= self.rule.max_votes
             return []
-        if not code_done:
+        if not done:
             return []
         person.decided = True
         return [self._entry(person, uniform if uniform and uniform.uniform_id else NO_MATCH, now_s)]
@@ -209,7 +246,8 @@ class CourierDetector:
 
     def _entry(self, person: _Person, match: Match, now_s: float) -> RuleEvent:
         person.incident_id = uuid.uuid4().hex
-        uniform_id = match.uniform_id or person.code_platform or ""
+        words_company = person.words.company if person.words else None
+        uniform_id = match.uniform_id or person.code_platform or words_company or ""
         self.log.enter(uniform_id, person.first_s, person)
         person.attributes = {
             "uniform_id": uniform_id, "score": match.score, "margin": match.margin,
@@ -219,13 +257,16 @@ class CourierDetector:
         gate = self.rule.gate
         if gate is not None:
             verdict = entry_decision(gate, match.uniform_id or "", self.wall_clock(now_s), person.code,
-                                     person.code_platform)
+                                     person.code_platform, words_company)
             if verdict.decision == ALLOWED and person.code_payload and "code" in gate.factors:
                 self.used_codes.add(person.code_payload)
             person.attributes["gate_id"] = gate.gate_id
             person.attributes["gate_decision"] = verdict.decision
             person.attributes["factors_passed"] = ",".join(verdict.passed)
             person.attributes.update({f"factor_{name}": result for name, result in verdict.factors.items()})
+            if "words" in gate.factors:  # what was read, so a refusal can be checked against the snapshot
+                person.attributes["words_read"] = person.words.word or "" if person.words else ""
+                person.attributes["words_lines"] = " | ".join(person.words.lines)[:200] if person.words else ""
         return self._event(Phase.START, person, now_s)
 
     def _event(self, phase: Phase, person: _Person, now_s: float, ended_s: float | None = None) -> RuleEvent:

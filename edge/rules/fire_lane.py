@@ -78,6 +78,11 @@ class FireLaneDetector:
             events += self.clutter.update(now_s, image, [s.box for s in self.spots], self)
         return events
 
+    def open_vehicles(self, now_s: float) -> dict[str, Track]:
+        """The vehicle of each open incident that was seen at ``now_s``, by incident id (for reading its plate)."""
+        return {s.incident_id: s.track for s in self.spots
+                if s.incident_id and s.track is not None and s.last_seen_s == now_s}
+
     def finish(self, now_s: float) -> list[RuleEvent]:
         events = [self._event(EventType.FIRE_LANE_BLOCKED, Phase.END, s, now_s, s.last_seen_s)
                   for s in self.spots if s.incident_id]

@@ -1,8 +1,9 @@
 """Whether a recognised courier may come in through a gate: the site's policy, decided on the edge.
 
 A policy names its factors: the ``uniform`` (an allowed company, recognised by the uniform
-recogniser), a rider's ``code`` (a QR code the delivery platform issued, shown to the camera), or
-both. Every factor is checked and reported, so the event says which passed and why one failed.
+recogniser), a rider's ``code`` (a QR code the delivery platform issued, shown to the camera), the
+company's ``words`` read off the person's jacket or box (edge/reading/logos.py), or several; all
+must pass. Every factor is checked and reported, so the event says which passed and why one failed.
 
 A rider code is ``<platform>.<expiry unix seconds>.<signature>``: the platform id (a uniform id in
 the policy's ``allowed``), when it stops being valid, and the first ``SIGNATURE_HEX`` hex digits of
@@ -78,9 +79,10 @@ class Verdict:
 
 
 def entry_decision(policy: GatePolicy, uniform_id: str, at: datetime, code: str | None = None,
-                   code_platform: str | None = None) -> Verdict:
+                   code_platform: str | None = None, words_company: str | None = None) -> Verdict:
     """Every factor the policy requires, then its time windows. ``code`` is the result of
-    :func:`check_code` (None: no code was seen); a code must name an allowed platform."""
+    :func:`check_code` (None: no code was seen); a code must name an allowed platform. ``words_company``:
+    the company the person's printed words name (None: none read), which must be allowed."""
     factors: dict[str, str] = {}
     if "uniform" in policy.factors:
         factors["uniform"] = (PASSED if uniform_id in policy.allowed
@@ -88,6 +90,10 @@ def entry_decision(policy: GatePolicy, uniform_id: str, at: datetime, code: str 
     if "code" in policy.factors:
         factors["code"] = ("no_code" if code is None else code if code != PASSED
                            else PASSED if code_platform in policy.allowed else "company_not_allowed")
+    if "words" in policy.factors:
+        factors["words"] = ("no_words" if words_company is None else PASSED if words_company in policy.allowed
+                            else "company_not_allowed")
+    factors = {name: factors[name] for name in policy.factors}  # reported in the policy's order
     failed = [result for result in factors.values() if result != PASSED]
     if failed:
         return Verdict(failed[0], factors)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridwatch.broker.contract import PlateReading
 from gridwatch.broker.topics import ID_PATTERN
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class TicketOut(_Out):
     snapshot_sha256: str | None
     latest_snapshot_sha256: str | None
     attributes: dict[str, Any]
+    plate: PlateReading | None = None  # fire-lane tickets: the blocking vehicle's plate as the edge read it
     created_at: datetime
     updated_at: datetime
     fingerprint: str
@@ -63,6 +65,8 @@ class TicketOut(_Out):
     assignee_id: str | None
     extension_request: dict[str, Any] | None
     rework_count: int
+    false_alarm_reason: str | None
+    false_alarm_at: datetime | None
     extension_count: int
     rating: int | None
     stage_entered_at: datetime
@@ -144,8 +148,18 @@ class HourlyCount(BaseModel):
     events: int
 
 
+class OwnerOut(BaseModel):
+    """The resident whose vehicle blocks the lane, from the site's vehicle list (``/api/registry/vehicles``)."""
+
+    unit: str
+    person: str
+    phone: str
+
+
 class TicketDetail(TicketOut):
     events: list[EventOut]
+    owner: OwnerOut | None = Field(None, description="Fire-lane tickets whose plate is in the residents' list.")
+    owner_notified: bool = Field(False, description="The owner was notified for this ticket (once only).")
 
 
 class DeadLetterOut(BaseModel):

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from gridwatch.broker import topics
-from gridwatch.broker.contract import Event, Phase, parse_event
+from gridwatch.broker.contract import Event, EventType, Phase, parse_event
 from gridwatch.server.clock import Clock, SystemClock
 from gridwatch.server.ingest import sequence
 from gridwatch.server.ingest.bulk import among, insert_absent, insert_rows, update_rows
@@ -382,7 +382,8 @@ class _Ingest:
 
 # The ticket columns folding events changes (:func:`_apply` and merges); a system transition writes its own.
 SUMMARY_COLUMNS = ("event_count", "updated_at", "opened_at", "snapshot_sha256", "last_event_at", "attributes",
-                   "latest_snapshot_sha256", "ended_at", "open_incidents", "incident_count", "last_incident_at")
+                   "latest_snapshot_sha256", "ended_at", "open_incidents", "incident_count", "last_incident_at",
+                   "plate")
 
 
 class _TicketRow:
@@ -485,3 +486,13 @@ def _apply(ticket: _TicketRow, event: Event, received_at: datetime) -> None:
         ticket.latest_snapshot_sha256 = snapshot
     if event.phase is Phase.END and ticket.open_incidents == 0:
         ticket.ended_at = event.ended_at or event.observed_at
+    if event.plate is not None and event.type is EventType.FIRE_LANE_BLOCKED:
+        ticket.plate = better_plate(ticket.plate, event.plate.to_dict())
+
+
+def better_plate(held: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The plate a ticket shows: a read number beats "unreadable", and of two reads the surer one."""
+    if held is None:
+        return new
+    rank = (new["status"] == "read", new.get("confidence", 0.0))
+    return new if rank > (held["status"] == "read", held.get("confidence", 0.0)) else held

@@ -36,6 +36,7 @@ from gridwatch.server.clock import Clock
 from gridwatch.server.integrations.publish import payloads
 from gridwatch.server.models import TicketTransition, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from gridwatch.server.periodic import PeriodicJob
+from gridwatch.server.registry import vehicles
 from gridwatch.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SIGNATURE_HEADER = "X-GridWatch-Signature"
 EVENT = "ticket.transition"
 ALL = "*"
+NOTIFY_OWNER = "notify_owner"  # asking a blocking car's owner to move it (api/routers/tickets.py)
 BATCH = 20
 MAX_ERROR = 500
 
@@ -82,6 +84,12 @@ def wants(subscription: WebhookSubscription, action: str) -> bool:
     return ALL in subscription.events or action in subscription.events
 
 
+def anyone_wants(session: Session, action: str) -> bool:
+    """True when an active subscription would receive a transition ``action`` (a notice nobody gets is not sent)."""
+    return any(wants(sub, action) for sub in session.scalars(
+        sa.select(WebhookSubscription).where(WebhookSubscription.active)))
+
+
 def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition], now: datetime) -> int:
     """Owe each matching subscription each transition (committed); returns the deliveries made.
 
@@ -94,8 +102,8 @@ def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition]
             if not subscriptions:
                 return 0
             rows = [WebhookDelivery(subscription_id=sub.id, transition_id=entry.id, ticket_id=entry.ticket_id,
-                                    event=entry.action, payload=payload.to_dict(), status=Status.PENDING, attempts=0,
-                                    next_attempt_at=now, created_at=now)
+                                    event=entry.action, payload=_with_contact(session, entry, payload.to_dict()),
+                                    status=Status.PENDING, attempts=0, next_attempt_at=now, created_at=now)
                     for entry, (_topic, payload) in zip(entries, payloads(session, entries), strict=True)
                     for sub in subscriptions if wants(sub, entry.action)]
             session.add_all(rows)
@@ -104,6 +112,16 @@ def enqueue(sessions: sessionmaker[Session], entries: Sequence[TicketTransition]
     except Exception:
         log.exception("could not queue webhook deliveries for %d transition(s)", len(entries))
         return 0
+
+
+def _with_contact(session: Session, entry: TicketTransition, body: dict) -> dict:
+    """A ``notify_owner`` delivery carries what the gateway needs to reach the owner (plate, person, phone),
+    which the audit entry itself leaves out; every other body is the transition payload as it is."""
+    if entry.action != NOTIFY_OWNER:
+        return body
+    owner = vehicles.owner_of_ticket(session, entry.ticket_id)
+    contact = owner.model_dump() if owner else {}
+    return {**body, "details": {**body["details"], **contact}}
 
 
 # -- sending -------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """Retention: personal data is kept only as long as its kind needs, then purged.
 
 One policy per data kind (days in :class:`~gridwatch.server.settings.ServerSettings`, 0 = keep):
-events, snapshot files, the audit trail of closed tickets, dead letters, the evidence access log
-and finished webhook deliveries. Nothing that is evidence of a ticket still being worked on goes,
-whatever its age: events of open tickets, and snapshots an open ticket or its events point to.
-The same :func:`purge` runs periodically in the server (:func:`purger`) and from
-``gridwatch server purge [--dry-run]``.
+events, snapshot files, the audit trail of closed tickets, dead letters, the evidence access log,
+finished webhook deliveries, and the plate numbers on fire-lane tickets (the number, its crop and
+the plate in the ticket's events go; the ticket stays). Nothing
+that is evidence of a ticket still being worked on goes, whatever its age: events of open tickets,
+and snapshots an open ticket or its events point to. The same :func:`purge` runs periodically in
+the server (:func:`purger`) and from ``gridwatch server purge [--dry-run]``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # A ticket in one of these is finished: its events and audit trail may age out.
 FINISHED = (Stage.CLOSED.value, Stage.EVALUATED.value, Stage.VOIDED.value)
-KINDS = ("events", "snapshots", "audit", "dead_letters", "evidence_log", "webhook_deliveries")
+KINDS = ("events", "snapshots", "audit", "dead_letters", "evidence_log", "webhook_deliveries", "plates")
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,15 @@ class Policy:
     dead_letters: int
     evidence_log: int
     webhook_deliveries: int
+    plates: int = 0
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Policy:
         return cls(events=settings.retention_events_days, snapshots=settings.retention_snapshots_days,
                    audit=settings.retention_audit_days, dead_letters=settings.retention_dead_letters_days,
                    evidence_log=settings.retention_evidence_log_days,
-                   webhook_deliveries=settings.retention_webhook_deliveries_days)
+                   webhook_deliveries=settings.retention_webhook_deliveries_days,
+                   plates=settings.retention_plates_days)
 
 
 def _finished_tickets() -> sa.Select[tuple[int]]:
@@ -114,6 +117,29 @@ def _old_snapshot_files(store: SnapshotStore, days: int, now: datetime, keep: se
             and path.stat().st_mtime < limit]
 
 
+def _purge_plates(session: Session, store: SnapshotStore, cutoff: datetime, dry_run: bool) -> int:
+    """Forget the plates of tickets finished before ``cutoff``: the ticket's plate, the plate in its events'
+    payloads and the plate crops; returns the tickets. (The audit trail never holds the plate or the owner's
+    name and phone: ``notify_owner`` records the unit, and only its webhook delivery carries the contact.)"""
+    tickets = list(session.execute(sa.select(Ticket.id, Ticket.plate).where(
+        Ticket.stage.in_(FINISHED), Ticket.updated_at < cutoff, Ticket.plate.is_not(None))))
+    if dry_run or not tickets:
+        return len(tickets)
+    ids = [t.id for t in tickets]
+    crops = {t.plate.get("crop_sha256") for t in tickets}
+    for event in session.scalars(sa.select(EventRecord).where(EventRecord.ticket_id.in_(ids))):
+        if "plate" in (event.payload or {}):
+            crops.add((event.payload["plate"] or {}).get("crop_sha256"))
+            event.payload = {k: v for k, v in event.payload.items() if k != "plate"}
+    session.execute(sa.update(Ticket).where(Ticket.id.in_(ids)).values(plate=None))
+    session.flush()
+    for sha256 in filter(None, crops):
+        found = store.find(sha256)
+        if found is not None:
+            found[0].unlink(missing_ok=True)
+    return len(ids)
+
+
 def purge(session: Session, store: SnapshotStore, policy: Policy, now: datetime, *,
           dry_run: bool = False) -> dict[str, int]:
     """Delete (or with ``dry_run`` only count) what is past its time; commits; count per kind."""
@@ -123,6 +149,8 @@ def purge(session: Session, store: SnapshotStore, policy: Policy, now: datetime,
             counts[kind] = session.scalar(sa.select(sa.func.count()).select_from(model).where(condition)) or 0
         else:
             counts[kind] = session.execute(sa.delete(model).where(condition)).rowcount
+    if policy.plates:
+        counts["plates"] = _purge_plates(session, store, now - timedelta(days=policy.plates), dry_run)
     if not dry_run:
         session.commit()  # rows first: a crash after this leaves files, never rows pointing at nothing new
     if policy.snapshots:

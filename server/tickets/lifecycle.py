@@ -2,7 +2,8 @@
 
 reported → registered (立案) or voided (作废) → dispatched (派遣, or claimed 抢单) → handling (处置)
 → feedback (反馈) → verified (核查) or back to handling (返工) → closed (结案) → evaluated (评价);
-plus return to sender (回退), extension with approval (延期) and parking (挂账).
+plus return to sender (回退), extension with approval (延期), parking (挂账), and marking a camera's
+ticket a false alarm (误报) with a reason, which also voids it if nobody had registered it yet.
 
 :func:`plan` is pure: given a ticket, a request and the category, it returns the column changes and
 the audit entry, or raises :class:`TransitionError`. :func:`apply` is the API path: optimistic
@@ -25,6 +26,7 @@ from gridwatch.server.registry import grids
 from gridwatch.server.tickets import sla
 from gridwatch.server.tickets.calendar import TimeLimit
 from gridwatch.server.tickets.categories import Category, CategoryTable, Closing
+from gridwatch.server.tickets.false_alarms import REASONS, FalseAlarmReason
 from gridwatch.server.tickets.stages import (
     HANDLERS,
     HUMAN_ROLES,
@@ -63,6 +65,10 @@ RULES: dict[str, Rule] = {
     "park": Rule(frozenset({Stage.REGISTERED, Stage.DISPATCHED, Stage.HANDLING}), Stage.PARKED, MANAGERS,
                  needs=("reason",)),
     "unpark": Rule(frozenset({Stage.PARKED}), None, MANAGERS),
+    # Whoever verifies, closes or voids a ticket may say it was a false alarm; from reported it voids it too.
+    "mark_false_alarm": Rule(frozenset({Stage.REPORTED, Stage.VOIDED, Stage.FEEDBACK, Stage.VERIFIED, Stage.CLOSED,
+                                        Stage.EVALUATED}), None, MANAGERS | {Role.SECURITY},
+                             needs=("false_alarm_reason",)),
 }
 
 
@@ -81,6 +87,7 @@ class TransitionBody(BaseModel):
     photo_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     rating: int | None = Field(None, ge=1, le=5)
     extension: TimeLimit | None = None
+    false_alarm_reason: FalseAlarmReason | None = None  # "other" needs ``reason`` in words
 
 
 class TransitionRequest(TransitionBody):
@@ -118,6 +125,8 @@ class TicketState(Protocol):
     rework_count: int
     extension_count: int
     extension_request: dict[str, Any] | None
+    false_alarm_reason: str | None
+    source: str
 
 
 def plan(ticket: TicketState, req: TransitionRequest | SystemAction, category: Category, table: CategoryTable,
@@ -137,7 +146,8 @@ def plan(ticket: TicketState, req: TransitionRequest | SystemAction, category: C
         raise TransitionError(422, "missing_field", f"{req.action} needs {', '.join(missing)}")
     if rule.assignee_only:
         _check_assignee(ticket, req)
-    details: dict[str, Any] = {k: getattr(req, k) for k in ("reason", "result", "photo_sha256", "rating")
+    details: dict[str, Any] = {k: getattr(req, k) for k in ("reason", "result", "photo_sha256", "rating",
+                                                          "false_alarm_reason")
                                if getattr(req, k, None) is not None}
     values: dict[str, Any] = {}
     guards: dict[str, Any] = {}
@@ -186,6 +196,18 @@ def plan(ticket: TicketState, req: TransitionRequest | SystemAction, category: C
     elif action == "unpark":
         target = Stage(ticket.parked_from)
         values["parked_from"] = None
+    elif action == "mark_false_alarm":
+        if ticket.false_alarm_reason is not None:
+            raise TransitionError(409, "already_false_alarm", f"already marked a false alarm "
+                                  f"({ticket.false_alarm_reason})")
+        if ticket.source != "camera":
+            raise TransitionError(409, "not_a_camera_ticket", f"a report from {ticket.source} is not a camera's "
+                                  "false alarm: void it instead")
+        if req.false_alarm_reason == "other" and not req.reason:
+            raise TransitionError(422, "missing_field", "a false alarm for another reason needs reason in words")
+        values |= {"false_alarm_reason": req.false_alarm_reason, "false_alarm_at": now}
+        if stage is Stage.REPORTED:
+            target = Stage.VOIDED
     if target is not None:
         values |= {"stage": target.value, "stage_entered_at": now}
         values |= sla.arm(target.value, now, category, table)
@@ -279,6 +301,11 @@ def available(session: Session, ticket: Ticket, actor: str, role: str, unit: str
         except TransitionError:
             continue
         if action in ("approve_extension", "deny_extension") and ticket.extension_request is None:
+            continue
+        if action == "mark_false_alarm":
+            if ticket.false_alarm_reason is not None or ticket.source != "camera":
+                continue
+            out.append({"action": action, "needs": list(rule.needs), "choices": {"false_alarm_reason": REASONS}})
             continue
         out.append({"action": action, "needs": list(rule.needs)})
     return out

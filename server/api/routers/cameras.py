@@ -1,4 +1,4 @@
-"""REST for cameras: their status and last event, and the zone editor's config (GET/PUT).
+"""REST for cameras: their status and last event, and the zone editor's config (GET/PUT) and schema.
 
 A saved zone config is stored, then published retained on the camera's config topic
 (:func:`gridwatch.broker.topics.camera_config_topic`) for the edge to load.
@@ -46,6 +46,7 @@ class ZonesOut(BaseModel):
     camera_id: str
     version: int
     zones: list[dict[str, Any]]
+    masks: dict[str, Any]
     updated_by: str
     updated_at: datetime
     topic: str
@@ -89,8 +90,17 @@ def list_cameras(request: Request, session: SessionDep) -> list[CameraOut]:
 
 def _zones_out(row: CameraZones, published: bool = False) -> ZonesOut:
     return ZonesOut(site_id=row.site_id, node_id=row.node_id, camera_id=row.camera_id, version=row.version,
-                    zones=row.zones, updated_by=row.updated_by, updated_at=row.updated_at, published=published,
+                    zones=row.zones, masks=row.masks or {}, updated_by=row.updated_by, updated_at=row.updated_at,
+                    published=published,
                     topic=topics.camera_config_topic(row.site_id, row.node_id, row.camera_id))
+
+
+@router.get("/cameras/zone-schema")
+def get_zone_schema() -> dict[str, Any]:
+    """The JSON Schema of what the zone editor saves (zones and masks) as the edge validates it (the
+    contract's zone, rule and mask models): the console builds its rule forms from it, so a new rule
+    setting needs no console change."""
+    return camera_zones.SCHEMA
 
 
 @router.get("/cameras/{site_id}/{node_id}/{camera_id}/zones", response_model=ZonesOut)
@@ -105,14 +115,15 @@ def get_zones(site_id: TopicId, node_id: TopicId, camera_id: TopicId, session: S
             dependencies=[auth.require_roles(*auth.MANAGERS)])
 def put_zones(site_id: TopicId, node_id: TopicId, camera_id: TopicId, request: Request, session: SessionDep,
               principal: auth.CurrentPrincipal, body: Annotated[dict[str, Any], Body()]) -> ZonesOut:
-    """Save a camera's zones (the edge config's ``zones`` list) and publish them retained to the edge."""
+    """Save a camera's zones (the edge config's ``zones`` list) and masks (``{privacy, motion}``, optional)
+    and publish them retained to the edge."""
     try:
         topic = topics.camera_config_topic(site_id, node_id, camera_id)
-        checked = camera_zones.validate(body.get("zones"))
+        checked = camera_zones.validate(body)
     except (ValidationError, ValueError) as exc:
         message = exc.errors(include_url=False)[0] if isinstance(exc, ValidationError) else None
         where = ".".join(str(p) for p in message["loc"]) if message else ""
-        raise HTTPException(422, f"zones.{where}: {message['msg']}" if message else str(exc)) from None
+        raise HTTPException(422, f"{where}: {message['msg']}" if message else str(exc)) from None
     row = camera_zones.save(session, site_id, node_id, camera_id, checked, principal.person_id,
                      request.app.state.clock.now())
     session.commit()

@@ -1,5 +1,6 @@
 """REST for the ticket engine: tickets (list, one with its events), transitions and audit trail,
-silences, registry, category table, indicators. Mounted by :func:`gridwatch.server.api.app.create_app`.
+silences, registry, category table, indicators and the weekly false-alarm rates. Mounted by
+:func:`gridwatch.server.api.app.create_app`.
 
 The acting person and role are the logged-in account's (:mod:`~gridwatch.server.api.auth`), never the
 request body's; the rules in :mod:`~gridwatch.server.tickets.lifecycle` check them. A grid worker sees and
@@ -26,6 +27,7 @@ from gridwatch.server.api.schemas import (
     NOT_FOUND,
     CategoryTableOut,
     ErrorResponse,
+    OwnerOut,
     Page,
     RowId,
     SilenceIn,
@@ -35,9 +37,11 @@ from gridwatch.server.api.schemas import (
     TransitionOut,
     TransitionResult,
 )
+from gridwatch.server.integrations import webhooks
+from gridwatch.server.integrations.webhooks import NOTIFY_OWNER
 from gridwatch.server.models import Silence, Ticket, TicketTransition
-from gridwatch.server.registry import grids
-from gridwatch.server.tickets import indicators, lifecycle
+from gridwatch.server.registry import grids, vehicles
+from gridwatch.server.tickets import false_alarms, indicators, lifecycle
 from gridwatch.server.tickets.categories import CategoryTable
 
 router = APIRouter(prefix="/api")
@@ -105,7 +109,11 @@ def get_ticket(ticket_id: RowId, session: SessionDep, principal: auth.CurrentPri
     grids = auth.visible_grids(session, principal)
     if ticket is None or (grids is not None and ticket.grid_id not in grids):
         raise HTTPException(404, f"no ticket {ticket_id}")
-    return TicketDetail.model_validate(ticket)
+    owner = vehicles.owner_of_ticket(session, ticket.id)
+    notified = session.scalar(sa.select(sa.func.count()).select_from(TicketTransition).where(
+        TicketTransition.ticket_id == ticket.id, TicketTransition.action == NOTIFY_OWNER)) > 0
+    return TicketDetail.model_validate(ticket).model_copy(update={
+        "owner": OwnerOut(**owner.model_dump(exclude={"plate"})) if owner else None, "owner_notified": notified})
 
 
 # -- lifecycle ----------------------------------------------------------------------------------
@@ -139,6 +147,43 @@ def transition(ticket_id: RowId, body: lifecycle.TransitionBody, request: Reques
     state.announce([entry])
     ticket = session.get(Ticket, ticket_id, populate_existing=True)
     return TransitionResult(ticket=TicketOut.model_validate(ticket), transition=TransitionOut.model_validate(entry))
+
+
+@router.post("/tickets/{ticket_id}/notify-owner", response_model=TransitionOut, responses=NOT_FOUND,
+             dependencies=[auth.require_roles("admin", "supervisor", "security")])
+def notify_owner(ticket_id: RowId, request: Request, session: SessionDep,
+                 principal: auth.CurrentPrincipal) -> TransitionOut:
+    """Ask the owner of the vehicle blocking the fire lane to move it (挪车): an audit entry ``notify_owner``
+    naming the unit, delivered to the webhooks subscribed to it with the plate, person and phone added (the
+    site wires one to its SMS or WeChat gateway; the audit trail, kept for years, holds no plate or phone).
+    Once per ticket: 409 when already sent or when someone acted first; 422 without a read plate, an
+    owner in the residents' vehicle list, or a webhook that would carry the notice."""
+    ticket = _visible_ticket(session, ticket_id, principal)
+    owner = vehicles.owner_of_ticket(session, ticket_id)
+    if owner is None:
+        plate = (ticket.plate or {}).get("text")
+        raise HTTPException(422, f"ticket {ticket_id}: plate {plate} is not in the residents' vehicle list"
+                            if plate else f"ticket {ticket_id}: no plate was read for it")
+    if not webhooks.anyone_wants(session, NOTIFY_OWNER):
+        raise HTTPException(422, "no webhook is subscribed to notify_owner: an admin wires one to the site's SMS or "
+                            "WeChat gateway (POST /api/webhooks) before owners can be notified")
+    already = session.scalar(sa.select(sa.func.count()).select_from(TicketTransition).where(
+        TicketTransition.ticket_id == ticket_id, TicketTransition.action == NOTIFY_OWNER))
+    if already:
+        raise HTTPException(409, f"ticket {ticket_id}: the owner was already notified")
+    version, stage = ticket.version, ticket.stage
+    bumped = session.execute(sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.version == version)
+                             .values(version=version + 1)).rowcount
+    if bumped != 1:
+        session.rollback()
+        raise HTTPException(409, f"ticket {ticket_id} changed meanwhile; reload it")
+    entry = TicketTransition(ticket_id=ticket_id, action=NOTIFY_OWNER, from_stage=stage, to_stage=stage,
+                             actor=principal.person_id, role=principal.role, at=request.app.state.clock.now(),
+                             version=version + 1, details={"incident_id": ticket.incident_id, "unit": owner.unit})
+    session.add(entry)
+    session.commit()
+    request.app.state.announce([entry])
+    return TransitionOut.model_validate(entry)
 
 
 @router.get("/tickets/{ticket_id}/actions", responses=NOT_FOUND)
@@ -242,6 +287,31 @@ async def put_registry(request: Request) -> grids.RegistryDoc:
     return doc
 
 
+@router.get("/registry/vehicles.csv", response_class=PlainTextResponse, responses=NOT_FOUND,
+            dependencies=[auth.require_roles("admin", "supervisor", "security")])
+def get_vehicles_csv(session: SessionDep) -> PlainTextResponse:
+    """The residents' vehicle list as CSV (plate, unit, person, phone)."""
+    return PlainTextResponse(vehicles.to_csv(vehicles.export(session)), media_type="text/csv; charset=utf-8")
+
+
+@router.put("/registry/vehicles", dependencies=[auth.require_roles("admin")], responses=NOT_FOUND)
+async def put_vehicles(request: Request) -> dict[str, int]:
+    """Replace the residents' vehicle list with a CSV body (columns plate, unit, person, phone)."""
+    text = (await request.body()).decode("utf-8")
+    try:
+        rows = vehicles.from_csv(text)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def store() -> None:
+        with request.app.state.sessions() as session:
+            vehicles.replace(session, rows)
+            session.commit()
+
+    await run_in_threadpool(store)
+    return {"vehicles": len(rows)}
+
+
 # -- category table -----------------------------------------------------------------------------
 
 
@@ -299,3 +369,11 @@ def get_indicators_csv(session: SessionDep, by: indicators.GroupBy = "none", per
     return PlainTextResponse(indicators.to_csv(rows), media_type="text/csv; charset=utf-8")
 
 
+
+
+@router.get("/indicators/false-alarms", responses=NOT_FOUND)
+def get_false_alarm_rates(session: SessionDep, by: false_alarms.GroupBy = "camera", since: datetime | None = None,
+                          until: datetime | None = None) -> list[dict[str, Any]]:
+    """误报率: per rule (event type), camera or zone (``camera/zone``) and local week (its Monday), the
+    camera tickets opened, how many a person marked a false alarm, the rate and the count per reason."""
+    return false_alarms.rates(session, by=by, since=since, until=until)

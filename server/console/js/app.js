@@ -2,6 +2,7 @@
 // live connection, and a hash router (#/feed, #/tickets, #/ticket/12, #/mine, #/cameras, ...).
 import { get, post, setCsrf, whenUnauthorized } from "./api.js";
 import { clear, data, h } from "./dom.js";
+import { renderFootage } from "./footage.js";
 import { currentLang, label, loadLang, otherLang, setTimeZone, t } from "./i18n.js";
 import { connect, disconnect, onLiveStatus } from "./live.js";
 import { accountsView } from "./views/accounts.js";
@@ -29,6 +30,7 @@ const NAV = {
 
 const header = document.getElementById("bar");
 const main = document.getElementById("main");
+const footer = document.getElementById("credits");
 let me = null;
 let stopView = null;
 let liveUp = false;
@@ -52,6 +54,7 @@ function renderHeader() {
 async function switchLang() {
   await loadLang(otherLang());
   renderHeader();
+  renderFootage(footer);
   await route();
 }
 
@@ -101,6 +104,7 @@ async function start(who) {
   }
   connect();
   renderHeader();
+  renderFootage(footer);
   route();
 }
 

@@ -37,6 +37,12 @@ export function t(key, params = {}) {
   return template.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
 
+// The catalogue's text for ``key`` if it has one, else ``fallback`` (not a miss): for names that come
+// from a schema (a rule setting added on the edge), shown by their schema title until translated.
+export function tOr(key, fallback) {
+  return key in messages ? t(key) : fallback;
+}
+
 // A label for a value from the server (type, stage, action, role): the catalogue's, else the value
 // itself recorded as a miss so an unlabelled new value is noticed.
 export function label(kind, value) {

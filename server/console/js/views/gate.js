@@ -31,6 +31,16 @@ function openForm(gates, onOpened) {
   return form;
 }
 
+// What the edge did at the gate for this entry: the open command it sent, or why it did not.
+function gateOutcome(attributes) {
+  const gate = attributes.gate_id;
+  if (!gate) return null;
+  const params = { gate, reason: attributes.gate_reason || attributes.gate_decision };
+  const key = attributes.gate === "sent" ? "gate.command_sent" : attributes.gate === "not_sent" ? "gate.command_not_sent" : "gate.refused";
+  return h("span", { class: `gate-outcome ${attributes.gate || "refused"}`, dataset: { commandId: attributes.gate_command_id || "" } },
+    h("br"), t(key, params));
+}
+
 export async function gateView(root) {
   const entries = h("div", { class: "gate" });
   const openings = h("ol", { class: "openings" });
@@ -56,7 +66,7 @@ export async function gateView(root) {
       h("div", { class: "crops" }, list.map((e) => h("figure", {},
         e.snapshot_sha256 && e.payload.object
           ? snapshotFigure(e.snapshot_sha256, e.payload.snapshot, { box: e.payload.object.box, crop: true, cls: "shot crop", ticketId: e.ticket_id }) : null,
-        h("figcaption", {}, formatTime(e.observed_at), " · ", data(e.camera_id))))))) : [h("p", { class: "muted" }, t("gate.none"))]));
+        h("figcaption", {}, formatTime(e.observed_at), " · ", data(e.camera_id), gateOutcome(e.payload.attributes || {}))))))) : [h("p", { class: "muted" }, t("gate.none"))]));
     const gates = [];
     for (const e of starts) {
       const gate = (e.payload.attributes || {}).gate_id;

@@ -1,7 +1,8 @@
 // Indicators drawn with a little SVG of our own (no chart library to fetch): events per hour,
-// tickets by stage, closing and on-time rates per group and period; CSV export of the same rows.
+// tickets by stage, closing and on-time rates per group and period; CSV export of the same rows;
+// and the weekly false-alarm rate per rule, camera or zone, which tells a supervisor where to redraw.
 import { get, query } from "../api.js";
-import { clear, h, svg } from "../dom.js";
+import { clear, data, h, svg } from "../dom.js";
 import { label, t } from "../i18n.js";
 import { STAGES } from "./tickets.js";
 
@@ -53,5 +54,35 @@ export async function indicatorsView(root) {
   };
   form.addEventListener("change", draw);
   await draw();
+  root.append(await falseAlarms());
   return null;
+}
+
+// 误报率 per week: the latest week as bars, every week as a table with the reasons counted.
+async function falseAlarms() {
+  const by = h("select", { name: "fa_by" }, ["camera", "zone", "rule"].map((v) => h("option", { value: v }, t(`fa.by.${v}`))));
+  const body = h("div", { class: "false-alarms-body" });
+  const section = h("section", { class: "false-alarms" }, h("h3", {}, t("fa.heading")),
+    h("form", { class: "filters" }, h("label", {}, t("ind.by"), " ", by)), body);
+  const draw = async () => {
+    const rows = await get(`/api/indicators/false-alarms${query({ by: by.value })}`);
+    clear(body);
+    if (!rows.length) {
+      body.append(h("p", { class: "muted" }, t("fa.none")));
+      return;
+    }
+    const groupName = (r) => (by.value === "rule" ? label("type", r.group) : data(r.group));
+    const latest = rows[rows.length - 1].week;
+    body.append(h("div", { class: "charts" }, barChart(t("fa.latest_week", { week: latest }), rows.filter((r) => r.week === latest)
+      .map((r) => ({ label: by.value === "rule" ? label("type", r.group) : String(r.group), value: r.false_alarm_rate })), { max: 1, format: percent })));
+    const reasons = (r) => Object.entries(r.reasons).map(([code, n]) => `${label("false_alarm", code)} ${n}`).join(" · ");
+    body.append(h("table", { class: "audit false-alarm-rates" },
+      h("thead", {}, h("tr", {}, ["fa.week", "fa.group", "fa.tickets", "fa.false_alarms", "fa.rate", "fa.reasons"].map((k) => h("th", {}, t(k))))),
+      h("tbody", {}, [...rows].reverse().map((r) => h("tr", { dataset: { group: r.group, week: r.week, rate: r.false_alarm_rate } },
+        h("td", {}, r.week), h("td", {}, groupName(r)), h("td", {}, String(r.tickets)), h("td", {}, String(r.false_alarms)),
+        h("td", { class: "rate" }, percent(r.false_alarm_rate)), h("td", {}, reasons(r) || "—"))))));
+  };
+  by.addEventListener("change", draw);
+  await draw();
+  return section;
 }

@@ -46,10 +46,16 @@ async function uploadPhoto(file) {
 }
 
 // The form for one action: only the fields it needs.
-async function actionForm(ticket, action, needs, done, refused = null) {
+async function actionForm(ticket, action, needs, choices, done, refused = null) {
   const form = h("form", { class: "action-form", dataset: { action } });
   const fields = new Set(needs);
   if (action === "feedback") fields.add("photo");
+  if (fields.has("false_alarm_reason")) {
+    // A fixed reason to count by, and words for the supervisor (needed when the reason is "other").
+    form.append(h("label", {}, t("field.false_alarm_reason"), h("select", { name: "false_alarm_reason", required: true },
+      choices.false_alarm_reason.map((code) => h("option", { value: code }, label("false_alarm", code))))));
+    form.append(h("label", {}, t("field.reason_optional"), h("textarea", { name: "reason", rows: 2 })));
+  }
   if (fields.has("reason")) form.append(h("label", {}, t("field.reason"), h("textarea", { name: "reason", rows: 2, required: true })));
   if (fields.has("assignee_id")) {
     form.append(h("label", {}, t("field.assignee"), h("select", { name: "assignee", required: true }, await assigneeOptions(ticket))));
@@ -73,7 +79,8 @@ async function actionForm(ticket, action, needs, done, refused = null) {
     e.preventDefault();
     const body = { action, expected_version: ticket.version };
     const el = form.elements;
-    if (el.reason) body.reason = el.reason.value.trim();
+    if (el.reason && el.reason.value.trim()) body.reason = el.reason.value.trim();
+    if (el.false_alarm_reason) body.false_alarm_reason = el.false_alarm_reason.value;
     if (el.result) body.result = el.result.value.trim();
     if (el.rating) body.rating = Number(el.rating.value);
     if (el.assignee) [body.assignee_kind, body.assignee_id] = el.assignee.value.split(":");
@@ -113,9 +120,9 @@ export async function ticketView(root, me, id) {
       h("span", { class: `stage stage-${ticket.stage}`, "data-stage": ticket.stage }, label("stage", ticket.stage)), " ", slaBadge(ticket)));
     const buttons = h("div", { class: "actions" });
     const formSlot = h("div", { class: "form-slot" });
-    for (const { action, needs } of actions) {
+    for (const { action, needs, choices = {} } of actions) {
       buttons.append(h("button", { type: "button", dataset: { action }, onclick: async () => {
-        clear(formSlot).append(await actionForm(ticket, action, needs, render, action === "claim" ? lostClaim : null));
+        clear(formSlot).append(await actionForm(ticket, action, needs, choices, render, action === "claim" ? lostClaim : null));
       } }, label("action", action)));
     }
     if (!actions.length) buttons.append(h("p", { class: "muted" }, t("ticket.no_actions")));
@@ -130,8 +137,11 @@ export async function ticketView(root, me, id) {
       fact("ticket.events", String(ticket.event_count)),
       fact("ticket.rework", String(ticket.rework_count)),
       fact("ticket.rating", ticket.rating ? t("rating.stars", { n: ticket.rating }) : "—"),
+      fact("ticket.false_alarm", ticket.false_alarm_reason
+        ? h("span", { class: "false-alarm", dataset: { reason: ticket.false_alarm_reason } }, label("false_alarm", ticket.false_alarm_reason)) : "—"),
       fact("ticket.linked", ticket.previous_ticket_id
-        ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—")));
+        ? h("a", { href: `#/ticket/${ticket.previous_ticket_id}` }, t("ticket.previous", { id: ticket.previous_ticket_id })) : "—"),
+      ...(ticket.plate ? plateFacts(ticket, me, render) : [])));
     const first = ticket.events[0];
     if (first) body.append(await evidence(first, { linkTicket: false, me }));
     body.append(h("h3", {}, t("ticket.audit")), h("table", { class: "audit" },
@@ -146,9 +156,36 @@ export async function ticketView(root, me, id) {
   return onLive("ticket", (message) => { if (message.ticket.id === Number(id)) render(); });
 }
 
+// A fire-lane ticket's plate as the edge read it, the owner from the residents' vehicle list, and the
+// one "notify owner" a security guard sends to the site's SMS/WeChat gateway (server: once per ticket).
+const NOTIFIERS = new Set(["admin", "supervisor", "security"]);
+
+function plateFacts(ticket, me, done) {
+  const plate = ticket.plate;
+  const read = plate.status === "read"
+    ? [h("strong", { class: "plate", dataset: { plate: plate.text } }, `${plate.text.slice(0, 2)}·${plate.text.slice(2)}`), " ",
+      plate.colour ? t("ticket.plate_colour", { colour: t(`colour.${plate.colour}`) }) : "",
+      plate.crop_sha256 ? [" ", h("img", { class: "plate-crop", src: `/api/snapshots/${plate.crop_sha256}`, alt: plate.text })] : ""]
+    : h("span", { class: "muted" }, t("ticket.plate_unreadable"));
+  const facts = [...fact("ticket.plate", read)];
+  if (plate.status !== "read") return facts;
+  if (!ticket.owner) return [...facts, ...fact("ticket.owner", h("span", { class: "muted" }, t("ticket.owner_unknown")))];
+  const error = h("p", { class: "error", role: "alert" });
+  const owner = [data(ticket.owner.unit, "span", { class: "owner-unit" }), " · ", data(ticket.owner.person), " · ", data(ticket.owner.phone)];
+  if (ticket.owner_notified) owner.push(" ", h("span", { class: "muted notified" }, t("ticket.owner_notified")));
+  else if (NOTIFIERS.has(me.role)) {
+    owner.push(" ", h("button", { type: "button", class: "primary notify-owner", onclick: async (e) => {
+      e.target.disabled = true;
+      try { await post(`/api/tickets/${ticket.id}/notify-owner`); await done(); } catch (err) { error.textContent = err.message; e.target.disabled = false; }
+    } }, t("ticket.notify_owner")), error);
+  }
+  return [...facts, ...fact("ticket.owner", owner)];
+}
+
 function details(d) {
   const parts = [];
-  for (const key of ["reason", "result", "assignee_id", "rating"]) if (d[key] !== undefined) parts.push(h("span", {}, t(`field.${key}`), ": ", data(d[key]), " "));
+  if (d.false_alarm_reason) parts.push(h("span", {}, t("field.false_alarm_reason"), ": ", label("false_alarm", d.false_alarm_reason), " "));
+  for (const key of ["reason", "result", "assignee_id", "rating", "unit"]) if (d[key] !== undefined) parts.push(h("span", {}, t(`field.${key}`), ": ", data(d[key]), " "));
   if (d.photo_sha256) parts.push(h("a", { href: `/api/snapshots/${d.photo_sha256}`, target: "_blank", class: "photo-link" }, t("field.photo")));
   return parts;
 }

@@ -1,0 +1,181 @@
+"""A vehicle's plate, found and read inside its box, or "unreadable".
+
+Locating: text detection on the lower part of the vehicle box only (where plates are on cars seen
+from behind or in front), at a size where a plate's characters are large enough for the detector;
+a text line is a plate candidate when its aspect is a plate's and its background has a plate
+colour. Reading: the recogniser on each candidate's strip, cut from the frame at full resolution,
+and the result kept only when it fits the mainland format and the colour. Several frames of one
+incident are voted on (:class:`PlateVote`): a number read once, or outvoted, is not reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gridwatch.edge.reading.engine import Quad, TextEngine, aspect, rectify
+from gridwatch.edge.reading.plate_decode import decide, plate_segments, province_indices
+from gridwatch.edge.reading.plate_format import PlateColour, background_colour, fits_colour, normalise
+
+SEARCH_BAND_Y = 0.3      # the plate is below this share of the box's height (from its top)
+SEARCH_WIDTH_PX = 384    # the searched band is scaled to this width: a plate is then ~25-30 px high
+MAX_UPSCALE = 4.0        # a tiny box is not blown up further: nothing legible is in it
+PLATE_ASPECT = (2.0, 7.0)  # width / height of a plate's text line, turned up to ±30°
+MIN_CONFIDENCE = 0.5     # the weakest character's probability below which a read is a guess
+MIN_PLATE_HEIGHT_PX = 9  # a text line lower than this in the frame is not read (no pixels to read)
+UNREADABLE = "unreadable"
+CTC_STEP_PX = 8           # the recogniser emits one time step per 8 columns of its 48 px high input
+PROVINCE_WIDEN = 1.8      # a plate's province character is ~half as wide as high; print is square
+STRICT_BELOW_PX = 25     # text lines lower than this (plates under ~28 px): both province readings must agree
+RED_CHARACTER_SHARE = 0.2  # a white plate's red last character: a sixth of the plate, plus its gap
+STRIP_MARGIN = 0.0        # of the text line's width, each side, added before recognition (measured: none is best)
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """One frame's reading of one vehicle's plate; ``plate`` is None when nothing trustworthy was read."""
+
+    plate: str | None
+    confidence: float
+    colour: PlateColour | None
+    quad: Quad | None = None  # where the plate is, in the frame's pixels
+    raw: str = ""             # what the recogniser said, for the record
+
+    @property
+    def readable(self) -> bool:
+        return self.plate is not None
+
+
+NOTHING = PlateRead(None, 0.0, None)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    quad: Quad        # in the frame
+    colour: PlateColour
+
+
+class PlateReader:
+    def __init__(self, engine: TextEngine, min_confidence: float = MIN_CONFIDENCE) -> None:
+        self.engine, self.min_confidence = engine, min_confidence
+
+    def locate(self, image: np.ndarray, vehicle_box: np.ndarray) -> list[_Candidate]:
+        """Text lines inside the lower part of ``vehicle_box`` that have a plate's shape and colour."""
+        x1, y1, x2, y2 = (float(v) for v in vehicle_box)
+        top = y1 + SEARCH_BAND_Y * (y2 - y1)
+        bx1, by1 = max(0, int(x1)), max(0, int(top))
+        bx2, by2 = min(image.shape[1], round(x2)), min(image.shape[0], round(y2))
+        if bx2 - bx1 < 8 or by2 - by1 < 8:
+            return []
+        band = image[by1:by2, bx1:bx2]
+        scale = min(MAX_UPSCALE, SEARCH_WIDTH_PX / band.shape[1])
+        scaled = cv2.resize(band, None, fx=scale, fy=scale,
+                            interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        found = []
+        for quad in self.engine.find_lines(scaled):
+            in_frame = quad / scale + np.float32([bx1, by1])
+            height = (np.linalg.norm(in_frame[3] - in_frame[0]) + np.linalg.norm(in_frame[2] - in_frame[1])) / 2
+            if not PLATE_ASPECT[0] <= aspect(quad) <= PLATE_ASPECT[1] or height < MIN_PLATE_HEIGHT_PX:
+                continue
+            colour = background_colour(rectify(image, _grown(in_frame, 0.15)))
+            if colour is not None:
+                found.append(_Candidate(in_frame, colour))
+        return found
+
+    def read(self, image: np.ndarray, vehicle_box: np.ndarray) -> PlateRead:
+        """The plate of the vehicle in ``vehicle_box`` in this frame, or an unreadable read."""
+        candidates = self.locate(image, vehicle_box)
+        if not candidates:
+            return NOTHING
+        best = NOTHING
+        alphabet = self.engine.alphabet()
+        for candidate in candidates:
+            strip_quad = _widened(_grown(candidate.quad, 0.1), STRIP_MARGIN, STRIP_MARGIN)
+            text, confidence = self._decode(image, strip_quad, candidate.colour, alphabet)
+            if text is None and candidate.colour is PlateColour.WHITE:
+                # the red class character (警) at the end of a white plate is often left out of the text line
+                text, confidence = self._decode(image, _widened(strip_quad, 0.0, RED_CHARACTER_SHARE),
+                                                candidate.colour, alphabet)
+            plate = normalise(text) if text else None
+            if plate is not None and not fits_colour(plate, candidate.colour):
+                plate = None
+            read = PlateRead(plate if confidence >= self.min_confidence else None, round(confidence, 3),
+                             candidate.colour, candidate.quad, text or "")
+            if (read.readable, read.confidence) > (best.readable, best.confidence):
+                best = read
+        return best
+
+
+    def _decode(self, image: np.ndarray, quad: Quad, colour: PlateColour,
+                alphabet: list[str]) -> tuple[str | None, float]:
+        strip = rectify(image, quad)
+        probabilities = self.engine.probabilities(strip)
+        segments = plate_segments(probabilities, alphabet)
+        if segments is None:
+            return None, 0.0
+        height = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+        return decide(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet),
+                      strict=height < STRICT_BELOW_PX)
+
+    def _province(self, strip: np.ndarray, segments: list[list[int]], alphabet: list[str]) -> np.ndarray | None:
+        """The first character read again on its own, at a normal glyph's proportions.
+
+        Plates paint characters half as wide as they are high; the recogniser, trained on print,
+        takes a squeezed, blurred province character for its most common one (皖). Cut out and
+        widened to a square, it is read far more often right."""
+        end = segments[1][0] * CTC_STEP_PX - CTC_STEP_PX
+        if end < 8:
+            return None
+        glyph = cv2.resize(strip[:, :end], None, fx=PROVINCE_WIDEN, fy=1.0, interpolation=cv2.INTER_CUBIC)
+        glyph = cv2.copyMakeBorder(glyph, 0, 0, 12, 12, cv2.BORDER_REPLICATE)
+        probabilities = self.engine.probabilities(glyph)
+        return probabilities[:, province_indices(alphabet)].max(axis=0)
+
+
+def _widened(quad: Quad, left: float, right: float) -> Quad:
+    """``quad`` extended by ``left`` and ``right`` shares of its width, along its own top and bottom edges."""
+    out = quad.copy()
+    out[0] = quad[0] - (quad[1] - quad[0]) * left
+    out[3] = quad[3] - (quad[2] - quad[3]) * left
+    out[1] = quad[1] + (quad[1] - quad[0]) * right
+    out[2] = quad[2] + (quad[2] - quad[3]) * right
+    return out
+
+
+def _grown(quad: Quad, share: float) -> Quad:
+    """``quad`` grown by ``share`` of its height on every side: the plate's background around its characters."""
+    centre = quad.mean(axis=0)
+    height = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    direction = quad - centre
+    norms = np.linalg.norm(direction, axis=1, keepdims=True)
+    return (quad + direction / np.maximum(norms, 1e-6) * share * height).astype(np.float32)
+
+
+class PlateVote:
+    """Reads of one vehicle over several frames; the number is the one most frames agree on.
+
+    A number counts only when at least ``min_votes`` readable frames agree on it and it has more
+    than half of the readable frames: one lucky (or wrong) frame is never the answer."""
+
+    def __init__(self, min_votes: int = 2) -> None:
+        self.min_votes = min_votes
+        self.reads: list[PlateRead] = []
+
+    def add(self, read: PlateRead) -> None:
+        self.reads.append(read)
+
+    def result(self) -> PlateRead:
+        readable = [r for r in self.reads if r.readable]
+        if not readable:
+            return NOTHING
+        counts = Counter(r.plate for r in readable)
+        plate, votes = max(counts.items(), key=lambda item: (item[1], sum(r.confidence for r in readable
+                                                                            if r.plate == item[0])))
+        if votes < self.min_votes or votes * 2 <= len(readable):
+            return PlateRead(None, 0.0, None, raw=",".join(sorted(counts)))
+        best = max((r for r in readable if r.plate == plate), key=lambda r: r.confidence)
+        return PlateRead(plate, round(float(np.mean([r.confidence for r in readable if r.plate == plate])), 3),
+                         best.colour, best.quad, best.raw)

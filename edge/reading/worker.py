@@ -1,0 +1,137 @@
+"""Reading off the camera's thread: a background worker the pipeline hands plate jobs to and never waits for.
+
+A plate read costs several detector frames (``python -m bench plates``), so it cannot sit on the
+detection path. The pipeline submits a job (a few crops of the vehicle) and goes on; the worker
+reads and votes, and the pipeline collects finished results on a later frame. The queue is
+bounded: when reading falls behind, a new job is refused (and counted), never queued without end
+and never waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridwatch.edge.reading.plates import PlateRead, PlateReader, PlateVote
+
+log = logging.getLogger(__name__)
+MAX_PENDING = 8
+PLATE_CROP_MARGIN = 0.25  # of the plate's height, around it, in the stored crop
+READER_NICE = 19          # the lowest CPU priority: reading may wait, the camera's detection may not
+
+
+@dataclass(frozen=True)
+class PlateJob:
+    """Crops of one vehicle (each with the vehicle's box in its pixels), all to be read and voted on."""
+
+    key: str
+    crops: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+@dataclass(frozen=True)
+class PlateResult:
+    key: str
+    read: PlateRead          # the vote's outcome
+    frames: int              # crops read
+    crop: np.ndarray | None  # the plate, cut from the best agreeing frame (None when unreadable)
+
+
+class ReadingWorker:
+    def __init__(self, reader: PlateReader, max_pending: int = MAX_PENDING) -> None:
+        self.reader = reader
+        self._jobs: queue.Queue[PlateJob | None] = queue.Queue(max_pending)
+        self._results: queue.Queue[PlateResult] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._busy = threading.Event()
+        self.refused = 0
+
+    def submit(self, job: PlateJob) -> bool:
+        """Queue ``job`` without waiting; False (and counted) when the worker is that far behind."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="plate-reader", daemon=True)
+            self._thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self.refused += 1
+            log.warning("plate reading behind: job %s refused (%d so far)", job.key, self.refused)
+            return False
+        return True
+
+    def finished(self) -> list[PlateResult]:
+        """The results ready now (never waits)."""
+        out = []
+        while True:
+            try:
+                out.append(self._results.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every submitted job is read (a replay's end, a test); False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._jobs.join(), done.set()), daemon=True).start()
+        return done.wait(timeout_s)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        _lower_priority()
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                self._results.put(self._read(job))
+            except Exception:  # a bad crop must not end reading for the node
+                log.exception("plate reading failed for %s", job.key if job else "?")
+            finally:
+                self._jobs.task_done()
+
+    def _read(self, job: PlateJob) -> PlateResult:
+        vote = PlateVote(min_votes=min(2, len(job.crops)))
+        reads = []
+        for image, box in job.crops:
+            read = self.reader.read(image, box)
+            vote.add(read)
+            reads.append((read, image))
+        result = vote.result()
+        crop = None
+        if result.readable:
+            best, image = max(((r, i) for r, i in reads if r.plate == result.plate), key=lambda ri: ri[0].confidence)
+            crop = plate_crop(image, best.quad)
+        return PlateResult(job.key, result, len(job.crops), crop)
+
+
+def _lower_priority() -> None:
+    """Make this (the reading) thread the one the OS starves first when the box is busy: detection comes first.
+
+    On Linux a thread has its own nice value (setpriority on its thread id); elsewhere reading just shares
+    the CPU. The OCR sessions run one intra-op thread, in this thread, so the whole reading is niced."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+    except (AttributeError, OSError) as exc:
+        log.info("plate reading runs at normal priority (%s)", exc)
+
+
+def plate_crop(image: np.ndarray, quad: np.ndarray | None) -> np.ndarray | None:
+    """The plate's bounding box in ``image``, with a margin, copied."""
+    if quad is None:
+        return None
+    x1, y1 = quad.min(axis=0)
+    x2, y2 = quad.max(axis=0)
+    pad = PLATE_CROP_MARGIN * (y2 - y1)
+    x1, y1 = max(0, int(x1 - pad)), max(0, int(y1 - pad))
+    x2, y2 = min(image.shape[1], int(x2 + pad) + 1), min(image.shape[0], int(y2 + pad) + 1)
+    return image[y1:y2, x1:x2].copy() if x2 > x1 and y2 > y1 else None
