@@ -137,6 +137,31 @@ class Tamper(StrictModel):
     reference_after_s: float = Field(3.0, ge=0, description="Seconds of footage before the reference view is taken.")
 
 
+CANVAS_STRIDE = 32  # the detector's coarsest stride: a canvas side is a multiple of it
+# The default canvas budget, 384x672 for a 16:9 camera: chosen by ``python -m bench accuracy`` (README).
+DEFAULT_CANVAS_PIXELS = 384 * 672
+CanvasSize = Annotated[tuple[int, int], Field(description="(height, width), multiples of 32.")]
+CanvasPixels = Annotated[int, Field(ge=CANVAS_STRIDE * CANVAS_STRIDE, le=4096 * 4096, description=(
+    "Pixel budget of the detector's canvas, which follows the camera's aspect in multiples of 32: "
+    "258048 is 384x672 for a 16:9 camera."))]
+
+
+def multiples_of_stride(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is not None and any(side < CANVAS_STRIDE or side % CANVAS_STRIDE for side in size):
+        raise ValueError(f"{tuple(size)} is not (height, width) in multiples of {CANVAS_STRIDE}")
+    return size
+
+
+class CameraDetector(StrictModel):
+    """This camera's detector canvas, when it should differ from the node's: a wide gate view may
+    spend more pixels than a lobby. ``input_size`` pins an exact canvas; otherwise ``pixels``."""
+
+    pixels: CanvasPixels | None = None
+    input_size: CanvasSize | None = None
+
+    _stride = field_validator("input_size")(multiples_of_stride)
+
+
 class Camera(StrictModel):
     id: Id
     source: str = Field(min_length=1, description="File path, rtsp:// or http(s):// URL, or a USB index.")
@@ -153,6 +178,7 @@ class Camera(StrictModel):
     zones: ZoneList = ()
     privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
                                     "stores, originals included: a neighbour's window, a changing-room door.")
+    detector: CameraDetector = CameraDetector()
 
     @field_validator("source")
     @classmethod
@@ -279,7 +305,9 @@ PROVIDERS = {
 class Detector(StrictModel):
     model: str = "yolox_nano"
     model_path: str | None = None
-    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the manifest's.")
+    input_size: CanvasSize | None = Field(None, description="Pins one (height, width) canvas for every camera "
+                                          "(multiples of 32); default: each camera's aspect at ``pixels``.")
+    pixels: CanvasPixels = DEFAULT_CANVAS_PIXELS
     classes: tuple[str, ...] | None = Field(None, description="Class names by output index; default: the manifest's.")
     confidence: float = Field(0.3, gt=0, lt=1)
     class_confidence: dict[str, float] = Field(default_factory=dict)
@@ -291,6 +319,8 @@ class Detector(StrictModel):
     workers: int = Field(
         2, ge=1, le=16, description="Inferences run at once on the shared session; small models scale by workers."
     )
+
+    _stride = field_validator("input_size")(multiples_of_stride)
 
 
 class Originals(StrictModel):
