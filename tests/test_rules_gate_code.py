@@ -85,19 +85,20 @@ def detector() -> OnnxDetector:
 
 
 def test_the_reader_decodes_a_small_warped_blurred_code_on_a_real_frame(samples: Path, detector) -> None:
-    """Per size, six poses (tilt 0/0.15/0.25, held at chest or shoulder height): how many decode.
-    OpenCV's detector is weak below ~3 px per module, so 60 px codes decode in about half the poses
-    (the rule reads on every detection until one passes); from 80 px most do."""
+    """Per size, thirty poses (tilt 0/0.15/0.25, held at chest or shoulder height, five places a few pixels
+    apart beside the body): how many decode. OpenCV's detector is weak below ~3 px per module, so 60 px
+    codes decode in a third to a half of the poses (11-15 of 30 measured, and which ones changes with a
+    sub-pixel shift of the person box; the rule reads on every detection until one passes); from 80 px
+    most do. Thirty poses, not six, so the figure is the reader's and not one placement's."""
     capture = cv2.VideoCapture(str(samples / "worker-zone-detection.gif"))
     _, image = capture.read()
     box = detector.detect(image).boxes[0]
     payload = issue_code("hivis", NOON + timedelta(minutes=5), SECRET)
     reader = CodeReader()
-    for size, at_least in ((60, 3), (80, 5), (100, 5), (120, 5)):
-        held = lambda y: (float(box[2]), float(box[1] + y * (box[3] - box[1])))  # noqa: E731
-        decoded = sum(reader.read(render(image, qr_image(payload), held(y),
-                                         size, tilt), box) == [payload]
-                      for tilt in (0.0, 0.15, 0.25) for y in (0.35, 0.5))
+    for size, at_least in ((60, 8), (80, 20), (100, 25), (120, 25)):
+        held = lambda dx, y: (float(box[2]) + dx, float(box[1] + y * (box[3] - box[1])))  # noqa: E731
+        decoded = sum(reader.read(render(image, qr_image(payload), held(dx, y), size, tilt), box) == [payload]
+                      for tilt in (0.0, 0.15, 0.25) for y in (0.35, 0.5) for dx in (-6, -3, 0, 3, 6))
         assert decoded >= at_least, (size, decoded)
     assert reader.read(image, box) == []
 

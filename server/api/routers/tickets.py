@@ -263,7 +263,8 @@ def get_registry_yaml(session: SessionDep) -> PlainTextResponse:
     return PlainTextResponse(text, media_type="application/yaml")
 
 
-@router.get("/registry.csv", response_class=PlainTextResponse, responses=NOT_FOUND)
+@router.get("/registry.csv", response_class=PlainTextResponse,
+            responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}}})
 def get_registry_csv(session: SessionDep) -> PlainTextResponse:
     return PlainTextResponse(grids.to_csv(_registry(session)), media_type="text/csv; charset=utf-8")
 
@@ -287,7 +288,8 @@ async def put_registry(request: Request) -> grids.RegistryDoc:
     return doc
 
 
-@router.get("/registry/vehicles.csv", response_class=PlainTextResponse, responses=NOT_FOUND,
+@router.get("/registry/vehicles.csv", response_class=PlainTextResponse,
+            responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}}},
             dependencies=[auth.require_roles("admin", "supervisor", "security")])
 def get_vehicles_csv(session: SessionDep) -> PlainTextResponse:
     """The residents' vehicle list as CSV (plate, unit, person, phone)."""
