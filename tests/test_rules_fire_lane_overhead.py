@@ -132,3 +132,22 @@ def test_a_reload_that_adds_an_overhead_lane_takes_its_floor(tmp_path: Path, det
     pipeline.replace_zones(camera)
     assert np.array_equal(pipeline.thresholds, detector.thresholds_for(z.rules[0] for z in camera.zones))
     assert not np.array_equal(pipeline.thresholds, detector.thresholds)
+
+
+def test_one_batch_serves_each_camera_at_its_own_thresholds(samples: Path, detector: OnnxDetector) -> None:
+    """The shared session takes a side camera's and an overhead camera's frames in one batched run (the
+    scheduler's path): the side camera's detections are exactly the node's, the overhead one's add the
+    car scored between the floors (frame 215: a "bus" at 0.29) and keep every box the node finds."""
+    image = frames_of(samples, (215,))[215]
+    overhead = FireLaneRule(type="fire_lane", min_stationary_s=10, view="overhead")
+    node = detector.detect(image)
+    side_found, overhead_found = detector.detect_many([image, image], None,
+                                                      [detector.thresholds, detector.thresholds_for([overhead])])
+    for field in ("boxes", "scores", "class_ids"):
+        assert np.array_equal(getattr(side_found, field), getattr(node, field)), field
+    assert node.scores.min() >= 0.3
+    extra = {(detector.class_names[c], round(float(s), 2)) for c, s in zip(overhead_found.class_ids,
+                                                                        overhead_found.scores, strict=True) if s < 0.3}
+    assert ("bus", 0.29) in extra, extra
+    kept = {tuple(b) for b in overhead_found.boxes.round(1).tolist()}
+    assert {tuple(b) for b in node.boxes.round(1).tolist()} <= kept
