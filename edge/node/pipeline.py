@@ -77,6 +77,7 @@ class CameraPipeline:
         self.plates: PlateWatch | None = None
         self.rules: list[tuple[Zone, Rule, ZoneRule]] = [
             (zone, rule, self._rule(zone, rule)) for zone in camera.zones for rule in zone.rules]
+        self.thresholds = detector.thresholds_for(rule for _, rule, _ in self.rules)
         self.membership = {zone.id: ZoneMembership(zone.inertia) for zone in camera.zones}
         self.inside: dict[str, list[Track]] = {zone.id: [] for zone in camera.zones}
         self.tracks: list[Track] = []
@@ -130,7 +131,8 @@ class CameraPipeline:
 
     def process(self, frame: Frame) -> list[Event]:
         """Gate, detect if needed, and run the rest of the chain: the single-camera path (replay)."""
-        detections = self.detector.detect(frame.image, self.canvas(frame)) if self.wants_detection(frame) else None
+        detections = (self.detector.detect(frame.image, self.canvas(frame), self.thresholds)
+                      if self.wants_detection(frame) else None)
         return self.update(frame, detections)
 
     def update(self, frame: Frame, detections: Detections | None) -> list[Event]:
@@ -244,6 +246,7 @@ class CameraPipeline:
             self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
         self.camera, self.rules = camera, rules
+        self.thresholds = self.detector.thresholds_for(rule for _, rule, _ in rules)
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
         kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
         return kept, len(rules) - kept

@@ -123,8 +123,9 @@ class Scheduler:
             try:
                 wanted = [(i, f) for i, f in taken if self.pipelines[i].wants_detection(f)]
                 canvases = [self.pipelines[i].canvas(f) for i, f in wanted]
-                found = dict(zip([i for i, _ in wanted], self.detector.detect_many([f.image for _, f in wanted],
-                                                                                   canvases), strict=True))
+                thresholds = [self.pipelines[i].thresholds for i, _ in wanted]
+                found = dict(zip([i for i, _ in wanted], self.detector.detect_many(
+                    [f.image for _, f in wanted], canvases, thresholds), strict=True))
                 for index, frame in taken:
                     self._update(index, frame, found)
             finally:

@@ -15,6 +15,12 @@ Threads are set on purpose: an edge box has few cores, and onnxruntime by defaul
 per core waiting for work, which steals the CPU that video decoding needs. So intra-op threads are
 explicit, spinning is off, and parallelism comes from several inferences running at once on the
 one session (``run`` is thread-safe), which scales better than more threads for a nano model.
+
+Score thresholds are per class and, like the canvas, may be named per frame: a camera whose rules
+count some classes from a lower score (an overhead fire lane, ``score_floors``) passes its own
+(``thresholds_for``), so one shared session serves it and its neighbours keep the node's thresholds.
+Non-maximum suppression is greedy by score, so adding lower-scored candidates never changes which
+boxes above the node's thresholds are kept.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +36,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from gridwatch.broker.zones import Rule, score_floors
 from gridwatch.edge.config import DEFAULT_CANVAS_PIXELS
 from gridwatch.edge.perception.layouts import (
     LAYOUTS,
@@ -153,6 +161,7 @@ class OnnxDetector:
             if name not in class_names:
                 raise DetectorError(f"detector.class_confidence.{name}: not a class of this model")
             self.thresholds[class_names.index(name)] = value
+        self.installer_set = frozenset(class_confidence or ())
         self._lock = threading.Lock()
         self.inferences = 0
         self.inference_ms_total = 0.0
@@ -181,13 +190,29 @@ class OnnxDetector:
     def class_id(self, name: str) -> int:
         return self.class_names.index(name)
 
-    def detect(self, frame: np.ndarray, canvas: tuple[int, int] | None = None) -> Detections:
-        return self.detect_many([frame], None if canvas is None else [canvas])[0]
+    def thresholds_for(self, rules: Iterable[Rule]) -> np.ndarray:
+        """Per-class thresholds for a camera with these rules: the node's, lowered to a rule's own floor
+        (``score_floors``) but never raised, and never for a class the installer set in class_confidence."""
+        thresholds = self.thresholds.copy()
+        for rule in rules:
+            for name, floor in score_floors(rule).items():
+                if name not in self.installer_set:
+                    index = self.class_id(name)
+                    thresholds[index] = min(thresholds[index], floor)
+        return thresholds
 
-    def detect_many(self, frames: list[np.ndarray], canvases: list[tuple[int, int]] | None = None) -> list[Detections]:
-        """Detect on several frames (each on its canvas, default ``canvas_for`` its shape): frames that
-        share a canvas go in one batched run if the model's batch axis is dynamic, else one run each."""
+    def detect(self, frame: np.ndarray, canvas: tuple[int, int] | None = None,
+               thresholds: np.ndarray | None = None) -> Detections:
+        return self.detect_many([frame], None if canvas is None else [canvas],
+                                None if thresholds is None else [thresholds])[0]
+
+    def detect_many(self, frames: list[np.ndarray], canvases: list[tuple[int, int]] | None = None,
+                    thresholds: list[np.ndarray] | None = None) -> list[Detections]:
+        """Detect on several frames (each on its canvas, default ``canvas_for`` its shape, and with its
+        per-class thresholds, default the node's): frames that share a canvas go in one batched run if
+        the model's batch axis is dynamic, else one run each."""
         canvases = canvases or [self.canvas_for(f.shape[:2]) for f in frames]
+        thresholds = thresholds or [self.thresholds] * len(frames)
         results: list[Detections | None] = [None] * len(frames)
         for canvas in dict.fromkeys(canvases):
             layout = self.layout_for(canvas)
@@ -199,7 +224,7 @@ class OnnxDetector:
                 raw = self.session.run(None, {self.input_name: blob})[0]
                 self._count((time.perf_counter() - started) * 1000.0, len(group))
                 for k, i in enumerate(group):
-                    results[i] = self._decode(layout, raw[k], placed[i][1], frames[i].shape[:2])
+                    results[i] = self._decode(layout, raw[k], placed[i][1], frames[i].shape[:2], thresholds[i])
         return results
 
     def _count(self, elapsed_ms: float, images: int) -> None:
@@ -208,8 +233,9 @@ class OnnxDetector:
             self.inference_ms_total += elapsed_ms
             self.last_inference_ms = elapsed_ms / images
 
-    def _decode(self, layout: Layout, raw: np.ndarray, placement: Letterbox, frame_hw: tuple[int, int]) -> Detections:
-        boxes, scores, class_ids = layout.candidates(raw, self.thresholds)
+    def _decode(self, layout: Layout, raw: np.ndarray, placement: Letterbox, frame_hw: tuple[int, int],
+                thresholds: np.ndarray) -> Detections:
+        boxes, scores, class_ids = layout.candidates(raw, thresholds)
         if not len(scores):
             return Detections.empty()
         boxes = (boxes - [placement.pad_x, placement.pad_y, placement.pad_x, placement.pad_y]) / placement.scale
