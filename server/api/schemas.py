@@ -224,6 +224,14 @@ class SnapshotStored(BaseModel):
     url: str
 
 
+class ClipStored(BaseModel):
+    event_id: str
+    sha256: str
+    size: int
+    created: bool
+    url: str
+
+
 class ErrorBody(BaseModel):
     status: int
     code: str
