@@ -148,6 +148,8 @@ class Clips(StrictModel):
     jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality of the frames held in memory.")
     max_buffer_mb: float = Field(32.0, gt=0, description="Memory bound of the ring buffer (JPEG bytes); the "
                                  "oldest frames go first when a large scene would exceed it.")
+    max_files: int = Field(200, ge=1, description="Clips kept on the node's disk per camera (oldest go first); "
+                           "the server keeps its own copy of each one uploaded.")
 
 
 class Camera(StrictModel):

@@ -54,14 +54,16 @@ class FrameRing:
         self.frames: deque[BufferedFrame] = deque()
         self.bytes = 0
         self.peak_bytes = 0  # the most the ring ever held: what a site sizes memory by
-        self._last_kept_s: float | None = None
+        self._next_s: float | None = None  # when the next frame is due, on a fixed grid (no drift at odd rates)
 
     def due(self, time_s: float) -> bool:
-        """True when a frame at ``time_s`` is to be kept (clip fps below the pipeline's: every n-th frame)."""
-        return self._last_kept_s is None or time_s - self._last_kept_s >= self.interval * 0.999
+        """True when a frame at ``time_s`` is to be kept (clip fps below the pipeline's: the frame nearest
+        each tick of a ``fps`` grid, so a 12 fps source kept at 5 fps keeps 5 frames a second, not 4)."""
+        return self._next_s is None or time_s >= self._next_s - 1e-6
 
     def push(self, frame: BufferedFrame) -> None:
-        self._last_kept_s = frame.time_s
+        ticks = self._next_s + self.interval if self._next_s is not None else frame.time_s + self.interval
+        self._next_s = ticks if ticks > frame.time_s else frame.time_s + self.interval  # after a gap: a new grid
         self.frames.append(frame)
         self.bytes += len(frame.jpeg)
         # ``seconds`` of footage is seconds * fps frames: the first and the last are one interval less apart
@@ -200,15 +202,30 @@ class ClipRecorder:
             return None
         if self._redactor is None:
             self._redactor = Redactor()
-        images = []
-        for frame in request.frames:
-            image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if request.blur_faces or request.blur_plates:
-                image, _ = self._redactor.redact(image, [np.array(b) for b in frame.persons],
-                                                 [np.array(b) for b in frame.vehicles],
-                                                 request.blur_faces, request.blur_plates)
-            images.append(image)
+        redacted = [self._redacted(frame, request) for frame in request.frames]
+        # On the clip's own clock: each tick shows the latest frame by then, so a pipeline that fell behind
+        # (fewer frames than fps) gives a clip of the real length, never a fast-forward.
+        times = [frame.time_s for frame in request.frames]
+        ticks = round((times[-1] - times[0]) * self.fps) + 1
+        images, latest = [], 0
+        for tick in range(ticks):
+            due = times[0] + (tick + 0.5) / self.fps
+            while latest + 1 < len(times) and times[latest + 1] <= due:
+                latest += 1
+            images.append(redacted[latest])
         path = self.directory / f"{request.event_id}.mp4"
         encode_mp4(images, self.fps, path)
+        for old in sorted(self.directory.glob("*.mp4"), key=lambda p: p.stat().st_mtime)[:-self.config.max_files]:
+            old.unlink(missing_ok=True)  # an edge box's disk must never fill up with evidence
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return Clip(request.event_id, path, digest, len(images), len(images) / self.fps)
+
+    def _redacted(self, frame: BufferedFrame, request: ClipRequest) -> np.ndarray:
+        """The kept frame decoded, with faces (and plates) blurred as the event's rule asks."""
+        assert self._redactor is not None
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if request.blur_faces or request.blur_plates:
+            image, _ = self._redactor.redact(image, [np.array(b) for b in frame.persons],
+                                             [np.array(b) for b in frame.vehicles],
+                                             request.blur_faces, request.blur_plates)
+        return image

@@ -256,6 +256,8 @@ class CameraPipeline:
             self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
         self.camera, self.rules = camera, rules
+        if self.clips is not None:  # new masks hold from the next kept frame on
+            self.clips.privacy_masks = camera.privacy_masks
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
         kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
         return kept, len(rules) - kept

@@ -232,6 +232,13 @@ class ClipStored(BaseModel):
     url: str
 
 
+class ClipOut(BaseModel):
+    event_id: str
+    phase: str
+    observed_at: datetime
+    url: str
+
+
 class ErrorBody(BaseModel):
     status: int
     code: str

@@ -16,12 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridwatch.broker.contract import CLIP_SHA256_HEADER as SHA256_HEADER
 from gridwatch.server.ingest.snapshots import SnapshotError, SnapshotStore, is_sha256
 
 MAX_CLIP_BYTES = 40 * 1024 * 1024
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MEDIA_TYPE = "video/mp4"
-SHA256_HEADER = "X-GridWatch-Sha256"
 
 
 @dataclass(frozen=True)

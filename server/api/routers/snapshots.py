@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gridwatch.broker.blur import HEADER as BLUR_HEADER
-from gridwatch.server.api.schemas import ClipStored, ErrorResponse, RowIdQuery, SnapshotStored
+from gridwatch.server.api import auth
+from gridwatch.server.api.deps import SessionDep
+from gridwatch.server.api.schemas import ClipOut, ClipStored, ErrorResponse, RowIdQuery, SnapshotStored
 from gridwatch.server.ingest.clips import EVENT_ID_RE, MAX_CLIP_BYTES, MEDIA_TYPE, SHA256_HEADER, ClipStore
 from gridwatch.server.ingest.snapshots import (
     MAX_SNAPSHOT_BYTES,
@@ -23,6 +26,7 @@ from gridwatch.server.ingest.snapshots import (
     SnapshotStore,
     StoredSnapshot,
 )
+from gridwatch.server.models import EventRecord, Ticket
 from gridwatch.server.privacy import blur_policy, evidence_log
 
 router = APIRouter(prefix="/api")
@@ -106,6 +110,20 @@ async def put_clip(event_id: EventId, request: Request, response: Response) -> C
     response.status_code = 201 if stored.created else 200
     return ClipStored(event_id=event_id, sha256=stored.sha256, size=stored.size, created=stored.created,
                       url=f"/api/clips/{event_id}")
+
+
+@router.get("/clips", response_model=list[ClipOut])
+def list_clips(ticket_id: int, request: Request, session: SessionDep,
+               principal: auth.CurrentPrincipal) -> list[ClipOut]:
+    """The clips uploaded for a ticket's events, oldest first (an event's clip comes seconds after it)."""
+    query = (sa.select(EventRecord).join(Ticket, EventRecord.ticket_id == Ticket.id)
+             .where(EventRecord.ticket_id == ticket_id).order_by(EventRecord.observed_at, EventRecord.id))
+    grids = auth.visible_grids(session, principal)
+    if grids is not None:
+        query = query.where(Ticket.grid_id.in_(grids))
+    clips = ClipStore.beside(request.app.state.snapshots)
+    return [ClipOut(event_id=e.event_id, phase=e.phase, observed_at=e.observed_at, url=f"/api/clips/{e.event_id}")
+            for e in session.scalars(query) if clips.find(e.event_id) is not None]
 
 
 @router.get("/clips/{event_id}", response_class=FileResponse,
