@@ -118,7 +118,7 @@ def test_fire_lane_incident_yields_blurred_h264_start_and_end_clips(tmp_path: Pa
 
     for event in events:
         clip = clips[event.event_id]
-        assert clip.path == tmp_path / "clips" / f"{event.event_id}.mp4"
+        assert clip.path == tmp_path / "clips" / camera.id / f"{event.event_id}.mp4"
         info = ffprobe(clip.path)
         duration = float(info["duration"])
         print(f"{event.phase.value} clip: {info['codec_name']} {info['pix_fmt']} {duration:.2f} s, "

@@ -102,10 +102,14 @@ class Clip:
     duration_s: float
 
 
+def require_ffmpeg() -> None:
+    if shutil.which(FFMPEG) is None:
+        raise RuntimeError("event clips need ffmpeg on the node (Debian: apt install ffmpeg)")
+
+
 def encode_mp4(images: Sequence[np.ndarray], fps: float, path: Path) -> None:
     """Encode BGR frames as H.264 MP4 at ``path`` (written to a temporary name, then moved into place)."""
-    if shutil.which(FFMPEG) is None:
-        raise RuntimeError("event clips need ffmpeg (Debian: apt install ffmpeg)")
+    require_ffmpeg()
     tmp = path.with_name(f".{uuid.uuid4().hex}.mp4")
     command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "image2pipe", "-framerate", f"{fps:g}",
                "-c:v", "mjpeg", "-i", "-", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", "libx264",
@@ -136,6 +140,7 @@ class ClipRecorder:
 
     def __init__(self, config: Clips, detect_fps: float, directory: Path, privacy_masks: Sequence,
                  on_ready: Callable[[Clip], None] | None = None, redactor: Redactor | None = None) -> None:
+        require_ffmpeg()  # a node configured for clips without ffmpeg fails at start, not at its first incident
         self.config, self.directory, self.privacy_masks = config, directory, privacy_masks
         self.fps = min(config.fps or detect_fps, detect_fps)
         self.ring = FrameRing(config.before_s, self.fps, int(config.max_buffer_mb * 1024 * 1024))

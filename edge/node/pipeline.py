@@ -90,7 +90,7 @@ class CameraPipeline:
         self.frames_in = 0
         self.frames_detected = 0
         self.events: list[Event] = []
-        self.clips = (ClipRecorder(camera.clips, camera.detect_fps, evidence.directory / "clips",
+        self.clips = (ClipRecorder(camera.clips, camera.detect_fps, evidence.directory / "clips" / camera.id,
                                    camera.privacy_masks, clip_ready) if camera.clips.enabled else None)
 
     def _appearance(self) -> AppearanceEmbedder:
