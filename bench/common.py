@@ -38,13 +38,21 @@ CLIPS = {
 }
 
 
+def bench_detector(**settings: object) -> dict:
+    """The bench nodes' detector settings; ``GRIDWATCH_BENCH_INPUT_SIZE=416x416`` pins the canvas, to
+    measure the pipeline benchmarks as they were before the canvas followed the camera (issue 22)."""
+    if pinned := os.environ.get("GRIDWATCH_BENCH_INPUT_SIZE"):
+        settings["input_size"] = [int(side) for side in pinned.lower().split("x")]
+    return settings
+
+
 def bench_config(cameras: int, motion: bool = True, workers: int = 2, threads: int = 1, loop: bool = False,
                  evidence_dir: str = "/tmp/gridwatch-bench-evidence") -> EdgeConfig:
     """A node with ``cameras`` cameras cycling through the shared clips, at 5 detect-fps."""
     clips = sorted(CLIPS)
     return parse_config({
         "site_id": "bench", "node_id": "bench-node",
-        "detector": {"workers": workers, "threads": threads},
+        "detector": bench_detector(workers=workers, threads=threads),
         "evidence": {"dir": evidence_dir},
         "cameras": [{
             "id": f"cam-{n:02d}", "source": str(SAMPLES / clips[n % len(clips)]), "detect_fps": DETECT_FPS,

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bench.common import CLIPS, Stopwatch, Throughput, interleaved, median, sampled_frames, spread, table
+from bench.common import (
+    CLIPS,
+    Stopwatch,
+    Throughput,
+    bench_detector,
+    interleaved,
+    median,
+    sampled_frames,
+    spread,
+    table,
+)
 from gridwatch.edge.config import EdgeConfig, parse_config
 from gridwatch.edge.node.runner import GIL_SWITCH_INTERVAL_S, build_detector
 from gridwatch.edge.perception.detect import OnnxDetector
@@ -50,7 +60,8 @@ class DetectorRun:
 
 
 def detector_for(threads: int) -> OnnxDetector:
-    config: EdgeConfig = parse_config({"site_id": "bench", "node_id": "bench", "detector": {"threads": threads},
+    config: EdgeConfig = parse_config({"site_id": "bench", "node_id": "bench",
+                                       "detector": bench_detector(threads=threads),
                                        "cameras": [{"id": "c", "source": "0"}]})
     return build_detector(config)
 
@@ -99,7 +110,8 @@ def limit(runs: list[DetectorRun]) -> DetectorRun:
 def main() -> list[DetectorRun]:
     frames = [f for clip in sorted(CLIPS) for f in sampled_frames(clip)]
     runs = run_detector_bench(frames)
-    print(f"\n## 1. Detector only (yolox_nano 416x416, {len(frames)} sampled frames of the shared clips, "
+    height, width = detector_for(1).canvas_for(frames[0].shape[:2])
+    print(f"\n## 1. Detector only (yolox_nano {height}x{width}, {len(frames)} sampled frames of the shared clips, "
           f"{ROUNDS} interleaved rounds of {ROUND_S:g} s; median (min-max))\n")
     print(table(["setting", "workers", "threads/worker", "ms/frame", "detections/s", "detections/CPU-s"],
                 [[r.label, r.workers, r.threads, spread(r.ms_per_frame), spread(r.frames_per_s),

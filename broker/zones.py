@@ -128,12 +128,22 @@ class CourierRule(StrictModel):
         return self
 
 
+# The classes YOLOX-nano gives a car seen from straight above, besides the vehicle classes: mostly
+# "cell phone", also "suitcase" and "toilet" (measured on the hand-labelled overhead frames of
+# bench/vehicle_labels.csv by ``python -m bench accuracy``). A fire lane has no phones, suitcases or
+# toilets of a car's size; a suitcase left there is an obstruction anyway.
+OVERHEAD_VEHICLE_ALIASES = ("cell phone", "suitcase", "toilet")
+
+
 class FireLaneRule(StrictModel):
     """A vehicle stationary in the lane, or unexplained clutter on it, for ``min_stationary_s``."""
 
     type: Literal["fire_lane"]
     min_stationary_s: float = Field(gt=0)
     objects: tuple[str, ...] = ("car", "truck", "bus", "motorcycle")
+    view: Literal["side", "overhead"] = Field("side", description=(
+        "overhead: the camera looks straight down, where the detector often names a car 'cell phone', "
+        "'suitcase' or 'toilet'; those classes then count as vehicles too."))
     same_place_iou: float = Field(
         0.6, gt=0, lt=1, description="Box overlap with where the vehicle stopped that still counts as the same place."
     )
@@ -152,6 +162,13 @@ class FireLaneRule(StrictModel):
 
 
 Rule = Annotated[LoiteringRule | CourierRule | FireLaneRule, Field(discriminator="type")]
+
+
+def detector_classes(rule: LoiteringRule | CourierRule | FireLaneRule) -> tuple[str, ...]:
+    """The detector classes a rule watches: its objects, and for an overhead fire lane their aliases."""
+    if isinstance(rule, FireLaneRule) and rule.view == "overhead":
+        return rule.objects + tuple(a for a in OVERHEAD_VEHICLE_ALIASES if a not in rule.objects)
+    return rule.objects
 RULE_TYPES = ("loitering", "courier", "fire_lane")
 
 

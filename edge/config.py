@@ -150,6 +150,29 @@ class Clips(StrictModel):
                                  "oldest frames go first when a large scene would exceed it.")
     max_files: int = Field(200, ge=1, description="Clips kept on the node's disk per camera (oldest go first); "
                            "the server keeps its own copy of each one uploaded.")
+CANVAS_STRIDE = 32  # the detector's coarsest stride: a canvas side is a multiple of it
+# The default canvas budget, 384x672 for a 16:9 camera: chosen by ``python -m bench accuracy`` (README).
+DEFAULT_CANVAS_PIXELS = 384 * 672
+CanvasSize = Annotated[tuple[int, int], Field(description="(height, width), multiples of 32.")]
+CanvasPixels = Annotated[int, Field(ge=CANVAS_STRIDE * CANVAS_STRIDE, le=4096 * 4096, description=(
+    "Pixel budget of the detector's canvas, which follows the camera's aspect in multiples of 32: "
+    "258048 is 384x672 for a 16:9 camera."))]
+
+
+def multiples_of_stride(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is not None and any(side < CANVAS_STRIDE or side % CANVAS_STRIDE for side in size):
+        raise ValueError(f"{tuple(size)} is not (height, width) in multiples of {CANVAS_STRIDE}")
+    return size
+
+
+class CameraDetector(StrictModel):
+    """This camera's detector canvas, when it should differ from the node's: a wide gate view may
+    spend more pixels than a lobby. ``input_size`` pins an exact canvas; otherwise ``pixels``."""
+
+    pixels: CanvasPixels | None = None
+    input_size: CanvasSize | None = None
+
+    _stride = field_validator("input_size")(multiples_of_stride)
 
 
 class Camera(StrictModel):
@@ -169,6 +192,7 @@ class Camera(StrictModel):
     privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
                                     "stores, originals included: a neighbour's window, a changing-room door.")
     clips: Clips = Clips()
+    detector: CameraDetector = CameraDetector()
 
     @field_validator("source")
     @classmethod
@@ -295,7 +319,9 @@ PROVIDERS = {
 class Detector(StrictModel):
     model: str = "yolox_nano"
     model_path: str | None = None
-    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the manifest's.")
+    input_size: CanvasSize | None = Field(None, description="Pins one (height, width) canvas for every camera "
+                                          "(multiples of 32); default: each camera's aspect at ``pixels``.")
+    pixels: CanvasPixels = DEFAULT_CANVAS_PIXELS
     classes: tuple[str, ...] | None = Field(None, description="Class names by output index; default: the manifest's.")
     confidence: float = Field(0.3, gt=0, lt=1)
     class_confidence: dict[str, float] = Field(default_factory=dict)
@@ -307,6 +333,8 @@ class Detector(StrictModel):
     workers: int = Field(
         2, ge=1, le=16, description="Inferences run at once on the shared session; small models scale by workers."
     )
+
+    _stride = field_validator("input_size")(multiples_of_stride)
 
 
 class Originals(StrictModel):

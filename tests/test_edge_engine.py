@@ -62,7 +62,7 @@ def test_missing_execution_provider_names_the_field() -> None:
 
 def test_input_size_that_the_model_does_not_take_names_the_field() -> None:
     with pytest.raises(ConfigError, match=r"detector\.input_size"):
-        build_detector(parse_config(config(input_size=[320, 320])))
+        build_detector(parse_config(config(input_size=[300, 300])))
 
 
 def test_unknown_class_in_class_confidence_names_the_field() -> None:

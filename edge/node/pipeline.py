@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from gridwatch.broker.contract import DetectedObject, Event, EventType, Phase, PlateReading, PlateStatus, SnapshotRef
-from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone
+from gridwatch.broker.zones import CourierRule, FireLaneRule, LoiteringRule, Rule, Zone, detector_classes
 from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
@@ -72,7 +72,7 @@ class CameraPipeline:
         # The camera's own YuNet, loaded now: a node without the face model must fail at start, not at its
         # first incident (and cv2.FaceDetectorYN is not shared between camera threads).
         self.redactor = redactor or Redactor(FaceDetector())
-        tracked = {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+        tracked = {obj for zone in camera.zones for rule in zone.rules for obj in detector_classes(rule)}
         self.tracker = ObjectTracker(detector.class_names, tracked, camera.detect_fps)
         self.gate = MotionGate(camera.motion)
         self.tamper = TamperCheck(camera.tamper)
@@ -128,9 +128,14 @@ class CameraPipeline:
         return self.gate.needs_detection(frame.image, frame.source_time_s, [t.box for t in self.tracks],
                                          self.tracker.unconfirmed)
 
+    def canvas(self, frame: Frame) -> tuple[int, int]:
+        """The detector's canvas for this camera's frames: its own setting, else the node's."""
+        own = self.camera.detector
+        return self.detector.canvas_for(frame.image.shape[:2], own.input_size, own.pixels)
+
     def process(self, frame: Frame) -> list[Event]:
         """Gate, detect if needed, and run the rest of the chain: the single-camera path (replay)."""
-        detections = self.detector.detect(frame.image) if self.wants_detection(frame) else None
+        detections = self.detector.detect(frame.image, self.canvas(frame)) if self.wants_detection(frame) else None
         return self.update(frame, detections)
 
     def update(self, frame: Frame, detections: Detections | None) -> list[Event]:
@@ -281,8 +286,8 @@ class CameraPipeline:
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
             image = black_out(image, self.camera.privacy_masks)  # before anything is stored, the original too
             original = image
-            # what a fire lane counts as a vehicle has a plate too (an overhead camera's model may call a car else)
-            vehicles = set(VEHICLE_CLASSES) | (set(rule.objects) if isinstance(rule, FireLaneRule) else set())
+            # what a fire lane counts as a vehicle has a plate too (an overhead fire lane's "cell phone" is a car)
+            vehicles = set(VEHICLE_CLASSES) | (set(detector_classes(rule)) if isinstance(rule, FireLaneRule) else set())
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
                 [t.box for t in tracks if t.class_name in vehicles], blur_faces, blur_plates)

@@ -21,7 +21,7 @@ import signal
 import threading
 from pathlib import Path
 
-from gridwatch.broker.zones import Masks, Zone
+from gridwatch.broker.zones import Masks, Zone, detector_classes
 from gridwatch.edge.config import Camera, ConfigError, EdgeConfig, Motion, load_config, parse_config
 from gridwatch.edge.node.pipeline import CameraPipeline
 from gridwatch.edge.node.scheduler import Scheduler
@@ -53,7 +53,7 @@ def _without_motion_masks(value: object) -> object:
 
 
 def _objects(camera: Camera) -> set[str]:
-    return {obj for zone in camera.zones for rule in zone.rules for obj in rule.objects}
+    return {obj for zone in camera.zones for rule in zone.rules for obj in detector_classes(rule)}
 
 
 def running_config(config: EdgeConfig, pipelines: list[CameraPipeline]) -> EdgeConfig:

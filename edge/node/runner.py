@@ -47,9 +47,9 @@ def build_detector(config: EdgeConfig) -> OnnxDetector:
     model = resolve_model(settings.model, settings.model_path)
     try:
         return OnnxDetector(
-            model.path, settings.classes or model.spec.classes, settings.input_size or model.spec.input_size,
+            model.path, settings.classes or model.spec.classes, settings.input_size,
             settings.confidence, settings.class_confidence, settings.nms_iou, settings.threads,
-            tuple(PROVIDERS[p] for p in settings.providers), model.spec.layout,
+            tuple(PROVIDERS[p] for p in settings.providers), model.spec.layout, settings.pixels,
         )
     except DetectorError as exc:
         raise ConfigError(str(exc)) from None

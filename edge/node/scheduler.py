@@ -122,8 +122,9 @@ class Scheduler:
         while (taken := self._take()) is not None:
             try:
                 wanted = [(i, f) for i, f in taken if self.pipelines[i].wants_detection(f)]
-                found = dict(zip([i for i, _ in wanted], self.detector.detect_many([f.image for _, f in wanted]),
-                                 strict=True))
+                canvases = [self.pipelines[i].canvas(f) for i, f in wanted]
+                found = dict(zip([i for i, _ in wanted], self.detector.detect_many([f.image for _, f in wanted],
+                                                                                   canvases), strict=True))
                 for index, frame in taken:
                     self._update(index, frame, found)
             finally:

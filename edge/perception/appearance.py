@@ -13,47 +13,17 @@ separates the enrolled vest (``python -m bench uniforms``).
 
 from __future__ import annotations
 
-import os
-import tempfile
-import threading
-from pathlib import Path
-
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from gridwatch.edge.perception.detect import create_session
-from gridwatch.models.resolver import cache_dir, resolve_model
+from gridwatch.models.derived import any_size_model
+from gridwatch.models.resolver import resolve_model
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 UNIFORM_SIZE = (128, 64)  # height, width for uniform recognition: a quarter of the trained input's pixels
-
-
-def any_size_model(path: Path) -> Path:
-    """A copy of ``path`` with symbolic input height and width, cached beside the resolved models
-    (or in the temp dir when the cache is read-only, e.g. a container without a writable home).
-
-    Keyed by the source file's name and size so a replaced model is derived again."""
-    name = f"{path.stem}.{path.stat().st_size}.anysize.onnx"
-    for folder in (cache_dir() / "derived", Path(tempfile.gettempdir()) / "gridwatch-derived"):
-        if (folder / name).is_file():
-            return folder / name
-    import onnx  # only needed once per box, to derive the copy
-
-    model = onnx.load(str(path))
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_param, dims[3].dim_param = "height", "width"
-    del model.graph.value_info[:]  # shapes inferred for 256x128 would contradict other sizes
-    for folder in (cache_dir() / "derived", Path(tempfile.gettempdir()) / "gridwatch-derived"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.partial"  # cameras may race
-            onnx.save(model, str(partial))
-            return partial.replace(folder / name)
-        except OSError:
-            continue
-    raise OSError(f"no writable folder for the derived {name} (tried the model cache and the temp dir)")
 
 
 class AppearanceEmbedder:

@@ -12,12 +12,14 @@ Each layout returns candidate boxes in model-input pixels; thresholds and NMS ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 STRIDES = (8, 16, 32)
+STRIDE = STRIDES[-1]  # a canvas side must be a multiple of the coarsest stride
 PAD_VALUE = 114
 LAYOUTS = ("yolox", "yolov8")
 
@@ -41,6 +43,16 @@ def letterbox(frame: np.ndarray, size: tuple[int, int], centre: bool = False) ->
     canvas = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[pad_y: pad_y + new_h, pad_x: pad_x + new_w] = resized
     return canvas, Letterbox(scale, float(pad_x), float(pad_y))
+
+
+def canvas_size(frame_hw: tuple[int, int], pixels: int) -> tuple[int, int]:
+    """The (h, w) canvas, multiples of ``STRIDE``, that follows the frame's aspect at about ``pixels``.
+
+    A square canvas wastes nearly half its pixels on grey pad for a 16:9 camera; matching the aspect
+    spends them on the scene. Never larger than the frame: upscaling costs time and adds no detail."""
+    height, width = frame_hw
+    scale = min(1.0, math.sqrt(pixels / (height * width)))
+    return (max(STRIDE, round(height * scale / STRIDE) * STRIDE), max(STRIDE, round(width * scale / STRIDE) * STRIDE))
 
 
 def detect_layout(output_shape: list, num_classes: int) -> str | None:
@@ -118,5 +130,8 @@ class Yolov8Layout:
         return np.concatenate((centres - sizes / 2, centres + sizes / 2), 1), scores[keep], class_ids[keep]
 
 
-def make_layout(name: str, input_size: tuple[int, int]) -> YoloxLayout | Yolov8Layout:
+Layout = YoloxLayout | Yolov8Layout
+
+
+def make_layout(name: str, input_size: tuple[int, int]) -> Layout:
     return {"yolox": YoloxLayout, "yolov8": Yolov8Layout}[name](input_size)

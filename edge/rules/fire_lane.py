@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridwatch.broker.contract import EventType, Phase
-from gridwatch.broker.zones import FireLaneRule
+from gridwatch.broker.zones import FireLaneRule, detector_classes
 from gridwatch.edge.perception.background import LaneBackground
 from gridwatch.edge.perception.track import Track
 from gridwatch.edge.rules.incident import RuleEvent
@@ -48,6 +48,7 @@ class _Spot:
 class FireLaneDetector:
     def __init__(self, zone_id: str, rule: FireLaneRule) -> None:
         self.zone_id, self.rule = zone_id, rule
+        self.classes = detector_classes(rule)  # the rule's vehicles, and what the detector calls them from above
         self.spots: list[_Spot] = []
         self.clutter: _Clutter | None = None  # built on the first frame, when the lane's pixels are known
 
@@ -57,7 +58,7 @@ class FireLaneDetector:
             self.clutter = _Clutter(self.rule, LaneBackground(area.polygon, frame_size))
 
     def update(self, now_s: float, inside: list[Track], image: np.ndarray | None = None) -> list[RuleEvent]:
-        vehicles = [t for t in inside if t.class_name in self.rule.objects]
+        vehicles = [t for t in inside if t.class_name in self.classes]
         events = []
         for track in vehicles:
             spot = max(self.spots, key=lambda s: iou(s.box, track.box), default=None)

@@ -9,7 +9,7 @@ import hashlib
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -17,7 +17,14 @@ from starlette.exceptions import HTTPException
 from gridwatch.broker.blur import HEADER as BLUR_HEADER
 from gridwatch.server.api import auth
 from gridwatch.server.api.deps import SessionDep
-from gridwatch.server.api.schemas import ClipOut, ClipStored, ErrorResponse, RowIdQuery, SnapshotStored
+from gridwatch.server.api.schemas import (
+    MAX_ROW_ID,
+    ClipOut,
+    ClipStored,
+    ErrorResponse,
+    RowIdQuery,
+    SnapshotStored,
+)
 from gridwatch.server.ingest.clips import EVENT_ID_RE, MAX_CLIP_BYTES, MEDIA_TYPE, SHA256_HEADER, ClipStore
 from gridwatch.server.ingest.snapshots import (
     MAX_SNAPSHOT_BYTES,
@@ -113,7 +120,7 @@ async def put_clip(event_id: EventId, request: Request, response: Response) -> C
 
 
 @router.get("/clips", response_model=list[ClipOut])
-def list_clips(ticket_id: int, request: Request, session: SessionDep,
+def list_clips(ticket_id: Annotated[int, Query(ge=1, le=MAX_ROW_ID)], request: Request, session: SessionDep,
                principal: auth.CurrentPrincipal) -> list[ClipOut]:
     """The clips uploaded for a ticket's events, oldest first (an event's clip comes seconds after it)."""
     query = (sa.select(EventRecord).join(Ticket, EventRecord.ticket_id == Ticket.id)
