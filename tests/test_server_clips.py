@@ -50,6 +50,8 @@ def test_a_clip_upload_is_checked_filed_by_event_and_served_in_ranges(tmp_path: 
         refused = put(other, hashlib.sha256(other).hexdigest())
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "clip_exists"
         assert put(data, "0" * 64).json()["error"]["code"] == "sha256_mismatch"
+        missing = httpx.put(url, content=data)
+        assert missing.status_code == 422 and CLIP_SHA256_HEADER.lower() in missing.text.lower(), missing.text
         jpeg = b"\xff\xd8\xff" + bytes(100)
         assert put(jpeg, hashlib.sha256(jpeg).hexdigest(), uuid.uuid4().hex).status_code == 415
         assert put(data, clip.sha256, "not-an-event").status_code == 422

@@ -9,7 +9,7 @@ import hashlib
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -109,11 +109,14 @@ def get_snapshot(sha256: Sha256, request: Request, ticket_id: RowIdQuery = None)
 @router.put("/clips/{event_id}", response_model=ClipStored, status_code=201,
             responses={200: {"model": ClipStored}, 400: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
                        413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-async def put_clip(event_id: EventId, request: Request, response: Response) -> ClipStored:
-    """The MP4 clip of event ``event_id``, its sha256 in ``X-GridWatch-Sha256`` (checked; retries are safe)."""
+async def put_clip(event_id: EventId, request: Request, response: Response,
+                   sha256: Annotated[str, Header(alias=SHA256_HEADER, pattern=SHA256_RE.pattern,
+                                                 description="sha256 of the body, checked")]) -> ClipStored:
+    """The H.264 MP4 clip of event ``event_id`` (uploaded after the event: the seconds after it are recorded
+    first). The same clip again is a no-op (200); a different one for the same event is refused (409)."""
     body = await _bounded_body(request, MAX_CLIP_BYTES, "clip")
     clips = ClipStore.beside(request.app.state.snapshots)
-    stored = await run_in_threadpool(clips.put, event_id, body, request.headers.get(SHA256_HEADER, ""))
+    stored = await run_in_threadpool(clips.put, event_id, body, sha256)
     response.status_code = 201 if stored.created else 200
     return ClipStored(event_id=event_id, sha256=stored.sha256, size=stored.size, created=stored.created,
                       url=f"/api/clips/{event_id}")
