@@ -59,6 +59,14 @@ def test_a_clip_upload_is_checked_filed_by_event_and_served_in_ranges(tmp_path: 
             upload_clip(runner.url, Clip(uuid.uuid4().hex, path, "f" * 64, 10, 2.0))
         assert bad.value.code == 400
 
+        strict = ServerSettings(data_dir=tmp_path / "strict", port=0, privacy_require_face_blur=True,
+                                privacy_face_check=False)
+        with ServerRunner(strict, start_ingest=False) as blurring_site:
+            with pytest.raises(urllib.error.HTTPError) as unblurred:  # a rule with blur_faces off
+                upload_clip(blurring_site.url, Clip(uuid.uuid4().hex, path, clip.sha256, 10, 2.0, faces_blurred=False))
+            assert unblurred.value.code == 422 and b"faces_not_blurred" in unblurred.value.read()
+            upload_clip(blurring_site.url, Clip(uuid.uuid4().hex, path, clip.sha256, 10, 2.0))  # blurred: stored
+
         guard = login(runner.url, "guard")
         assert httpx.get(url).status_code == 401  # viewing needs a login
         whole = guard.get(url)

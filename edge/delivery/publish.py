@@ -47,6 +47,7 @@ from paho.mqtt.properties import Properties
 
 from gridwatch.broker import blur, topics
 from gridwatch.broker.contract import (
+    CLIP_FACES_BLURRED_HEADER,
     CLIP_SHA256_HEADER,
     NODE_CAMERA_ID,
     OUTBOX_ZONE_ID,
@@ -108,7 +109,8 @@ def upload_image(server_url: str, sha256: str, path: Path, token: str | None = N
 def upload_clip(server_url: str, clip: Clip, token: str | None = None, timeout: float = 30.0) -> None:
     """PUT an event's MP4 clip at /api/clips/<event_id> with its sha256, which the server checks (retries are
     safe: the same clip again is a no-op)."""
-    headers = {"Content-Type": "video/mp4", CLIP_SHA256_HEADER: clip.sha256}
+    headers = {"Content-Type": "video/mp4", CLIP_SHA256_HEADER: clip.sha256,
+               CLIP_FACES_BLURRED_HEADER: "true" if clip.faces_blurred else "false"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(f"{server_url.rstrip('/')}/api/clips/{clip.event_id}",

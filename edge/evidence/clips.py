@@ -100,6 +100,7 @@ class Clip:
     sha256: str
     frames: int
     duration_s: float
+    faces_blurred: bool = True
 
 
 def require_ffmpeg() -> None:
@@ -223,7 +224,7 @@ class ClipRecorder:
         for old in sorted(self.directory.glob("*.mp4"), key=lambda p: p.stat().st_mtime)[:-self.config.max_files]:
             old.unlink(missing_ok=True)  # an edge box's disk must never fill up with evidence
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return Clip(request.event_id, path, digest, len(images), len(images) / self.fps)
+        return Clip(request.event_id, path, digest, len(images), len(images) / self.fps, request.blur_faces)
 
     def _redacted(self, frame: BufferedFrame, request: ClipRequest) -> np.ndarray:
         """The kept frame decoded, with faces (and plates) blurred as the event's rule asks."""

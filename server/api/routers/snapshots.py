@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from gridwatch.broker.blur import HEADER as BLUR_HEADER
+from gridwatch.broker.contract import CLIP_FACES_BLURRED_HEADER
 from gridwatch.server.api import auth
 from gridwatch.server.api.deps import SessionDep
 from gridwatch.server.api.schemas import (
@@ -35,6 +36,7 @@ from gridwatch.server.ingest.snapshots import (
 )
 from gridwatch.server.models import EventRecord, Ticket
 from gridwatch.server.privacy import blur_policy, evidence_log
+from gridwatch.server.privacy.blur_policy import BlurRefused
 
 router = APIRouter(prefix="/api")
 
@@ -111,9 +113,15 @@ def get_snapshot(sha256: Sha256, request: Request, ticket_id: RowIdQuery = None)
                        413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 async def put_clip(event_id: EventId, request: Request, response: Response,
                    sha256: Annotated[str, Header(alias=SHA256_HEADER, pattern=SHA256_RE.pattern,
-                                                 description="sha256 of the body, checked")]) -> ClipStored:
+                                                 description="sha256 of the body, checked")],
+                   faces_blurred: Annotated[bool, Header(alias=CLIP_FACES_BLURRED_HEADER, description=(
+                       "whether the edge blurred the clip's faces (its rule's blur_faces)"))] = False) -> ClipStored:
     """The H.264 MP4 clip of event ``event_id`` (uploaded after the event: the seconds after it are recorded
-    first). The same clip again is a no-op (200); a different one for the same event is refused (409)."""
+    first). The same clip again is a no-op (200); a different one for the same event is refused (409); a
+    site that requires face blur refuses a clip whose faces the edge did not blur (422)."""
+    if request.app.state.settings.privacy_require_face_blur and not faces_blurred:
+        raise BlurRefused("faces_not_blurred", f"this site requires blurred faces: a clip must declare "
+                          f"{CLIP_FACES_BLURRED_HEADER}: true (its rule's blur_faces on)")
     body = await _bounded_body(request, MAX_CLIP_BYTES, "clip")
     clips = ClipStore.beside(request.app.state.snapshots)
     stored = await run_in_threadpool(clips.put, event_id, body, sha256)
