@@ -148,3 +148,21 @@ def test_ring_keeps_frames_at_the_clip_fps() -> None:
         if ring.due(i / 10):
             ring.push(BufferedFrame(i / 10, b"x", (), ()))
     assert [f.time_s for f in ring.frames] == pytest.approx([8.0, 8.5, 9.0, 9.5])
+
+
+def test_a_hot_reload_starts_stops_and_re_masks_the_recorder(tmp_path: Path, samples: Path) -> None:
+    def camera(clips: dict, masks: list) -> object:
+        return parse_config({"site_id": "demo", "node_id": "n1", "cameras": [{
+            "id": "cam-1", "source": str(samples / CLIP), "clips": clips, "privacy_masks": masks}]}).cameras[0]
+
+    config = parse_config({"site_id": "demo", "node_id": "n1", "cameras": [{"id": "cam-1", "source": "x"}]})
+    pipeline = CameraPipeline("demo", "n1", camera({}, []), runner.build_detector(config), EvidenceStore(tmp_path),
+                              [], datetime(2025, 5, 1, 12, tzinfo=UTC))
+    assert pipeline.clips is None
+    pipeline.replace_zones(camera({"enabled": True}, []))
+    recorder = pipeline.clips
+    assert recorder is not None and recorder.privacy_masks == ()
+    pipeline.replace_zones(camera({"enabled": True}, [MASK]))
+    assert pipeline.clips is recorder and len(recorder.privacy_masks) == 1  # same ring, new mask
+    pipeline.replace_zones(camera({"enabled": False}, [MASK]))
+    assert pipeline.clips is None and not recorder._worker.is_alive()

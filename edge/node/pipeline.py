@@ -90,8 +90,15 @@ class CameraPipeline:
         self.frames_in = 0
         self.frames_detected = 0
         self.events: list[Event] = []
-        self.clips = (ClipRecorder(camera.clips, camera.detect_fps, evidence.directory / "clips" / camera.id,
-                                   camera.privacy_masks, clip_ready) if camera.clips.enabled else None)
+        self.clip_ready = clip_ready
+        self.clips = self._clip_recorder(camera)
+
+    def _clip_recorder(self, camera: Camera) -> ClipRecorder | None:
+        """The camera's clip recorder, when its config asks for clips."""
+        if not camera.clips.enabled:
+            return None
+        return ClipRecorder(camera.clips, camera.detect_fps, self.evidence.directory / "clips" / camera.id,
+                            camera.privacy_masks, self.clip_ready)
 
     def _appearance(self) -> AppearanceEmbedder:
         """The camera's OSNet session, loaded only when a rule needs appearance (enrolled uniforms, rejoin)."""
@@ -260,9 +267,13 @@ class CameraPipeline:
         if camera.motion != self.camera.motion:  # new motion masks: the gate learns its background again
             self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
-        self.camera, self.rules = camera, rules
-        if self.clips is not None:  # new masks hold from the next kept frame on
+        if camera.clips != self.camera.clips or camera.detect_fps != self.camera.detect_fps:
+            if self.clips is not None:
+                self.clips.close()  # the clips being gathered are encoded with what they have
+            self.clips = self._clip_recorder(camera)
+        elif self.clips is not None:  # new masks hold from the next kept frame on
             self.clips.privacy_masks = camera.privacy_masks
+        self.camera, self.rules = camera, rules
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
         kept = sum(1 for zone, rule, _ in rules if key(zone, rule) in running)
         return kept, len(rules) - kept
