@@ -1,22 +1,23 @@
 """``python -m bench [NAME ...]``, NAME one of detector, pipeline, overhead, gating, accuracy, outbox, privacy,
-uniforms, plates, rtsp, uniform-cost, plate-overhead, replicas: the edge benchmarks (all by default); ``uniform-cost``
-and ``plate-overhead`` (parts of ``overhead`` alone) and ``replicas`` (server ingest on the clustered broker,
-bench/replicas.py) only when named."""
+uniforms, plates, rtsp, uniform-cost, plate-overhead, clip-overhead, replicas: the edge benchmarks (all by default);
+``uniform-cost``, ``plate-overhead`` and ``clip-overhead`` (parts of ``overhead`` alone) and ``replicas`` (server
+ingest on the clustered broker, bench/replicas.py) only when named."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import accuracy, detector, gating, outbox, pipeline, plates, privacy, rtsp, uniforms
+from bench import accuracy, clips, detector, gating, outbox, pipeline, plates, privacy, rtsp, uniforms
 from bench.common import quiet_opencv
 
 
 def _overhead() -> None:
     """The engine on top of the detector, uniform recognition per person crop against a detection, and the
-    detection path's frame rate while plates are read beside it."""
+    detection path's frame rate while plates are read and event clips are recorded beside it."""
     pipeline.overhead()
     uniforms.cost()
     plates.overhead()
+    clips.overhead()
 
 
 BENCHMARKS = {"detector": detector.main, "pipeline": pipeline.main, "overhead": _overhead,
@@ -32,7 +33,8 @@ def _replicas() -> None:
 
 # Server-side benchmarks start a broker cluster and PostgreSQL databases: only when named.
 # ``uniform-cost`` is already part of ``overhead``: alone, it takes seconds, not the engine's minutes.
-ON_REQUEST = {"replicas": _replicas, "uniform-cost": uniforms.cost, "plate-overhead": plates.overhead}
+ON_REQUEST = {"replicas": _replicas, "uniform-cost": uniforms.cost, "plate-overhead": plates.overhead,
+              "clip-overhead": clips.overhead}
 
 
 def main(argv: list[str]) -> None:

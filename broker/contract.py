@@ -25,6 +25,10 @@ GATE_COMMAND_SCHEMA = "gridwatch.gate-command/1"
 GATE_ACK_SCHEMA = "gridwatch.gate-ack/1"
 CAMERA_CONFIG_SCHEMA = "gridwatch.camera-config/1"
 UNIFORM_EXAMPLES_SCHEMA = "gridwatch.uniform-examples/1"
+# An event clip (PUT /api/clips/<event_id>) names its sha256 here: the event cannot (it is sent first).
+CLIP_SHA256_HEADER = "X-GridWatch-Sha256"
+# ... and says whether its faces were blurred (``true``/``false``): a site that requires blur refuses the rest.
+CLIP_FACES_BLURRED_HEADER = "X-GridWatch-Faces-Blurred"
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 # ISO-8601 with a zone. The pattern makes the JSON Schema as strict as the model: validators that do

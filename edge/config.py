@@ -137,6 +137,19 @@ class Tamper(StrictModel):
     reference_after_s: float = Field(3.0, ge=0, description="Seconds of footage before the reference view is taken.")
 
 
+class Clips(StrictModel):
+    """A short video of each incident's start and end, cut from a ring buffer of the camera's recent frames."""
+
+    enabled: bool = Field(False, description="Record an H.264 MP4 clip around each incident's start and end.")
+    before_s: float = Field(5.0, ge=0, le=60, description="Seconds of footage kept from before the event.")
+    after_s: float = Field(5.0, ge=0, le=60, description="Seconds of footage recorded after the event.")
+    fps: float | None = Field(None, gt=0, le=30, description="Frames per second kept for clips; unset: the "
+                              "camera's detect_fps (a clip never holds more frames than the pipeline sees).")
+    jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality of the frames held in memory.")
+    max_buffer_mb: float = Field(32.0, gt=0, description="Memory bound of the ring buffer (JPEG bytes); the "
+                                 "oldest frames go first when a large scene would exceed it.")
+    max_files: int = Field(200, ge=1, description="Clips kept on the node's disk per camera (oldest go first); "
+                           "the server keeps its own copy of each one uploaded.")
 CANVAS_STRIDE = 32  # the detector's coarsest stride: a canvas side is a multiple of it
 # The default canvas budget, 384x672 for a 16:9 camera: chosen by ``python -m bench accuracy`` (README).
 DEFAULT_CANVAS_PIXELS = 384 * 672
@@ -178,6 +191,7 @@ class Camera(StrictModel):
     zones: ZoneList = ()
     privacy_masks: Polygons = Field((), description="Polygons (normalised) blacked out on every image the node "
                                     "stores, originals included: a neighbour's window, a changing-room door.")
+    clips: Clips = Clips()
     detector: CameraDetector = CameraDetector()
 
     @field_validator("source")

@@ -609,3 +609,56 @@ def test_two_workers_claim_one_ticket_one_wins_and_the_other_is_told(compound: C
     for page in pages.values():
         assert not page.errors  # type: ignore[attr-defined]
         page.context.close()
+
+
+# -- issue 18: event clips play on the ticket page ---------------------------------------------------------
+
+
+def test_a_fire_lane_tickets_start_and_end_clips_play_on_its_page(compound: Compound, browser: Browser,
+                                                                  tmp_path: Path) -> None:
+    """Clips cut by the edge's recorder from real footage (car-detection.mp4), uploaded by the edge's own
+    upload, play in Chromium: readyState >= 2, currentTime advances, duration = before_s + after_s."""
+    import cv2
+
+    from gridwatch.edge.config import Clips
+    from gridwatch.edge.delivery.publish import upload_clip
+    from gridwatch.edge.evidence.clips import ClipRecorder
+
+    fps, before_s, after_s = 5.0, 4.0, 3.0
+    recorder = ClipRecorder(Clips(enabled=True, before_s=before_s, after_s=after_s), fps, tmp_path / "clips", [],
+                            on_ready=lambda clip: upload_clip(compound.url, clip))
+    incident = uuid.uuid4().hex
+    start = compound.publish("lane-east-cam", EventType.FIRE_LANE_BLOCKED, incident=incident)
+    end = compound.publish("lane-east-cam", EventType.FIRE_LANE_BLOCKED, Phase.END, incident=incident)
+    capture, index, t = cv2.VideoCapture(str(SAMPLES / "car-detection.mp4")), 0, 0.0
+    native_fps, waiting = capture.get(cv2.CAP_PROP_FPS), {6.0: start, 14.0: end}  # source seconds of the events
+    while t < 20.0:
+        ok, image = capture.read()
+        assert ok, "car-detection.mp4 is shorter than 20 s"
+        t, index = index / native_fps, index + 1
+        recorder.observe(t, image, (), ())
+        for at in [at for at in waiting if t >= at]:
+            recorder.request(waiting.pop(at).event_id, t, True, True)
+    recorder.close()
+    assert {c.event_id for c in recorder.clips} == {start.event_id, end.event_id} and recorder.failures == 0
+    ticket = compound.ticket_of(start)
+    listed = compound.admin.get("/api/clips", params={"ticket_id": ticket["id"]}).json()
+    assert [c["phase"] for c in listed] == ["start", "end"]
+
+    page = open_console(browser, compound, "guard")
+    page.goto(f"/#/ticket/{ticket['id']}")
+    for event in (start, end):
+        video = page.locator(f"section.clips figure[data-event='{event.event_id}'] video")
+        expect(video).to_be_visible()
+        video.evaluate("v => v.play()")
+        page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0.5", arg=video.element_handle(),
+                               timeout=15000)
+        state = video.evaluate("v => ({ready: v.readyState, time: v.currentTime, duration: v.duration, "
+                               "width: v.videoWidth, error: v.error && v.error.code})")
+        print(f"\n{event.phase.value} clip in Chromium: {state}")
+        assert state["error"] is None and state["width"] > 0
+        assert abs(state["duration"] - (before_s + after_s)) <= 1 / fps + 0.05, state
+    expect(page.locator("section.clips h3")).to_have_text("事件录像")
+    shot(page, "18-ticket-clips")
+    assert not page.errors  # type: ignore[attr-defined]
+    page.context.close()

@@ -13,13 +13,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.broker.contract import DetectedObject, SnapshotRef
+from gridwatch.edge.evidence.clips import encode_mp4
 from gridwatch.server.clock import ManualClock
 from gridwatch.server.db import create_engine, session_factory, upgrade
+from gridwatch.server.ingest.clips import ClipStore
 from gridwatch.server.ingest.snapshots import SnapshotStore
 from gridwatch.server.ingest.store import IngestContext, store_message
 from gridwatch.server.models import (
@@ -68,6 +71,22 @@ def _snapshot(store: SnapshotStore, color: tuple[int, int, int], at: datetime) -
     return sha
 
 
+def _clip(store: SnapshotStore, session: Session, ticket_id: int, mp4: bytes, at: datetime) -> str:
+    """The clip of the ticket's event, stored as an upload would, its file time ``at``."""
+    event_id = session.scalar(sa.select(EventRecord.event_id).where(EventRecord.ticket_id == ticket_id))
+    stored = ClipStore.beside(store).put(event_id, mp4, hashlib.sha256(mp4).hexdigest())
+    os.utime(stored.path, (at.timestamp(), at.timestamp()))
+    return event_id
+
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real H.264 MP4 of two frames, encoded the way the edge encodes clips."""
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    encode_mp4([np.full((64, 96, 3), v, np.uint8) for v in (40, 200)], 5.0, path)
+    return path.read_bytes()
+
+
 def _counts(sessions: sessionmaker[Session], store: SnapshotStore) -> dict[str, int]:
     with sessions() as session:
         rows = {name: session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
@@ -75,7 +94,7 @@ def _counts(sessions: sessionmaker[Session], store: SnapshotStore) -> dict[str, 
                                     ("dead_letters", DeadLetter), ("evidence_log", EvidenceAccess),
                                     ("webhook_deliveries", WebhookDelivery), ("attempts", WebhookAttempt),
                                     ("tickets", Ticket))}
-    return rows | {"snapshots": len(list(store.root.glob("??/*.jpg")))}
+    return rows | {"snapshots": len(list(store.root.glob("??/*.jpg"))), "clips": len(ClipStore.beside(store).files())}
 
 
 def _gridwatch(*args: str) -> str:
@@ -84,7 +103,8 @@ def _gridwatch(*args: str) -> str:
 
 
 @pytest.mark.parametrize("via", ["cli", "function"])
-def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_path: Path, via: str) -> None:
+def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_path: Path, via: str,
+                                                        mp4: bytes) -> None:
     upgrade(database_url)
     engine = create_engine(database_url)
     sessions = session_factory(engine)
@@ -99,6 +119,9 @@ def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_pa
             closed_new = _event(session, NOW, track=3)  # closed yesterday: all stays
             _close(session, closed_old, OLD)
             _close(session, closed_new, NOW - timedelta(days=1))
+            old_clip = _clip(store, session, closed_old, mp4, OLD)  # old, its ticket closed: goes
+            kept_clips = [_clip(store, session, open_old, mp4, OLD),  # old, but evidence of an open ticket
+                          _clip(store, session, closed_new, mp4, NOW)]  # new
             for at in (OLD, NOW):
                 store_message(session, "gridwatch/v1/x", b"{not json", context=IngestContext(clock=ManualClock(at)))
                 session.add(EvidenceAccess(sha256=new_loose, ticket_id=None, actor="guard", role="security",
@@ -117,8 +140,8 @@ def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_pa
             closed_old_trail = session.scalar(sa.select(sa.func.count()).where(
                 TicketTransition.ticket_id == closed_old))
         before = _counts(sessions, store)
-        expected = {"events": 1, "snapshots": 1, "audit": closed_old_trail, "dead_letters": 1, "evidence_log": 1,
-                    "webhook_deliveries": 1, "plates": 0}
+        expected = {"events": 1, "snapshots": 1, "clips": 1, "audit": closed_old_trail, "dead_letters": 1,
+                    "evidence_log": 1, "webhook_deliveries": 1, "plates": 0}
         assert closed_old_trail >= 1
 
         if via == "cli":
@@ -135,10 +158,13 @@ def test_old_data_goes_new_data_and_open_evidence_stay(database_url: str, tmp_pa
                 assert purge(session, store, policy, NOW) == expected
 
         after = _counts(sessions, store)
-        assert after == before | {"events": before["events"] - 1, "snapshots": 2,
+        assert after == before | {"events": before["events"] - 1, "snapshots": 2, "clips": 2,
                                   "audit": before["audit"] - closed_old_trail, "dead_letters": 1,
                                   "evidence_log": 1, "webhook_deliveries": 2, "attempts": 2}
         assert store.find(old_loose) is None
+        clips = ClipStore.beside(store)
+        assert clips.find(old_clip) is None and all(clips.find(e) is not None for e in kept_clips)
+        print(f"\nretention: clips before {before['clips']}, deleted {expected['clips']}, kept {after['clips']}")
         assert store.find(old_evidence) is not None and store.find(new_loose) is not None
         with sessions() as session:
             assert session.get(Ticket, closed_old) is not None  # the ticket stays; its trail and events went

@@ -47,6 +47,8 @@ from paho.mqtt.properties import Properties
 
 from gridwatch.broker import blur, topics
 from gridwatch.broker.contract import (
+    CLIP_FACES_BLURRED_HEADER,
+    CLIP_SHA256_HEADER,
     NODE_CAMERA_ID,
     OUTBOX_ZONE_ID,
     CameraStatus,
@@ -60,9 +62,11 @@ from gridwatch.broker.contract import (
 from gridwatch.broker.mqtt_url import TlsFiles, connect_client, new_client
 from gridwatch.edge.delivery.failover import BrokerFailover
 from gridwatch.edge.delivery.outbox import DropReport, Outbox, OutboxDepth
+from gridwatch.edge.evidence.clips import Clip
 from gridwatch.edge.evidence.snapshots import Snapshot, manifest_path
 
 log = logging.getLogger(__name__)
+CLIP_UPLOAD_TRIES = 4
 
 
 class EventSink(Protocol):
@@ -98,6 +102,19 @@ def upload_image(server_url: str, sha256: str, path: Path, token: str | None = N
     request = urllib.request.Request(
         f"{server_url.rstrip('/')}/api/snapshots/{sha256}", data=path.read_bytes(), method="PUT", headers=headers,
     )
+    with urllib.request.urlopen(request, timeout=timeout):
+        pass
+
+
+def upload_clip(server_url: str, clip: Clip, token: str | None = None, timeout: float = 30.0) -> None:
+    """PUT an event's MP4 clip at /api/clips/<event_id> with its sha256, which the server checks (retries are
+    safe: the same clip again is a no-op)."""
+    headers = {"Content-Type": "video/mp4", CLIP_SHA256_HEADER: clip.sha256,
+               CLIP_FACES_BLURRED_HEADER: "true" if clip.faces_blurred else "false"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{server_url.rstrip('/')}/api/clips/{clip.event_id}",
+                                     data=clip.path.read_bytes(), method="PUT", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout):
         pass
 
@@ -297,6 +314,23 @@ class MqttPublisher:
                             reason)
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("image %s not uploaded (%s); the event goes without it", sha256, exc)
+
+    def emit_clip(self, clip: Clip) -> None:
+        """Upload an event's clip (called on a camera's clip worker, never on the detection path); a few
+        tries, since the event itself is already on its way and only the video would be missing."""
+        if not self.server_url:
+            return
+        for attempt in range(CLIP_UPLOAD_TRIES):
+            try:
+                upload_clip(self.server_url, clip, self.server_token)
+                return
+            except urllib.error.HTTPError as exc:  # refused: retrying will not help
+                log.warning("clip of event %s refused by the server (%s %s)", clip.event_id, exc.code,
+                            exc.read().decode("utf-8", "replace")[:300])
+                return
+            except (urllib.error.URLError, OSError) as exc:
+                log.warning("clip of event %s not uploaded (try %d: %s)", clip.event_id, attempt + 1, exc)
+                time.sleep(2.0 ** attempt)
 
     def emit(self, event: Event, snapshot: Snapshot | None) -> None:
         if snapshot is not None and self.server_url:

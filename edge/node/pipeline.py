@@ -8,6 +8,7 @@ detector for many cameras; between detections the last tracks stand, so dwell ke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -18,6 +19,7 @@ from gridwatch.edge.capture.source import Frame
 from gridwatch.edge.config import Camera, Uniform, catalogue
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.publish import EventSink
+from gridwatch.edge.evidence.clips import Clip, ClipRecorder
 from gridwatch.edge.evidence.plates import VEHICLE_CLASSES
 from gridwatch.edge.evidence.privacy import Redactor, black_out
 from gridwatch.edge.evidence.snapshots import EvidenceStore, annotate, crop_box
@@ -59,6 +61,7 @@ class CameraPipeline:
         gate_client: GateClient | None = None,
         courier_log: CourierLog | None = None,
         redactor: Redactor | None = None,
+        clip_ready: Callable[[Clip], None] | None = None,
     ) -> None:
         self.site_id, self.node_id, self.camera = site_id, node_id, camera
         self.detector, self.evidence, self.sinks = detector, evidence, sinks
@@ -88,6 +91,15 @@ class CameraPipeline:
         self.frames_in = 0
         self.frames_detected = 0
         self.events: list[Event] = []
+        self.clip_ready = clip_ready
+        self.clips = self._clip_recorder(camera)
+
+    def _clip_recorder(self, camera: Camera) -> ClipRecorder | None:
+        """The camera's clip recorder, when its config asks for clips."""
+        if not camera.clips.enabled:
+            return None
+        return ClipRecorder(camera.clips, camera.detect_fps, self.evidence.directory / "clips" / camera.id,
+                            camera.privacy_masks, self.clip_ready)
 
     def _appearance(self) -> AppearanceEmbedder:
         """The camera's OSNet session, loaded only when a rule needs appearance (enrolled uniforms, rejoin)."""
@@ -143,6 +155,8 @@ class CameraPipeline:
             self.gate.detected(frame.source_time_s)
             self.frames_detected += 1
             self.tracks = self.tracker.update(detections)
+        if self.clips is not None:
+            self.clips.observe(frame.source_time_s, frame.image, *self._clip_boxes(self.tracks))
         if detections is not None or self.gate.verified:  # verified: the tracks were confirmed on pixels
             for zone in self.camera.zones:
                 area = self._area(zone.id, frame.image)
@@ -172,7 +186,17 @@ class CameraPipeline:
         if self.plates is not None:
             self.plates.drain(PLATE_DRAIN_S)
             events += self._plate_events(self.last_time_s, self.last_image)
+        if self.clips is not None:
+            self.clips.close()
         return events
+
+    def _clip_boxes(self, tracks: list[Track]) -> tuple[tuple, tuple]:
+        """(person boxes, vehicle boxes) among ``tracks`` for a clip frame's head and plate blur; a clip spans
+        every rule of the camera, so what any of its fire lanes counts as a vehicle has a plate too."""
+        lanes = {o for _, rule, _ in self.rules if isinstance(rule, FireLaneRule) for o in rule.objects}
+        vehicles = set(VEHICLE_CLASSES) | lanes
+        return (tuple(tuple(float(v) for v in t.box) for t in tracks if t.class_name == "person"),
+                tuple(tuple(float(v) for v in t.box) for t in tracks if t.class_name in vehicles))
 
     def _close(self, zone: Zone, rule: Rule, detector: ZoneRule) -> list[Event]:
         """End a rule's open incidents now, on the geometry they were raised with."""
@@ -245,6 +269,12 @@ class CameraPipeline:
         if camera.motion != self.camera.motion:  # new motion masks: the gate learns its background again
             self.gate = MotionGate(camera.motion)
         self.inside = {z.id: self.inside.get(z.id, []) if old_zones.get(z.id) == z else [] for z in camera.zones}
+        if camera.clips != self.camera.clips or camera.detect_fps != self.camera.detect_fps:
+            if self.clips is not None:
+                self.clips.close()  # the clips being gathered are encoded with what they have
+            self.clips = self._clip_recorder(camera)
+        elif self.clips is not None:  # new masks hold from the next kept frame on
+            self.clips.privacy_masks = camera.privacy_masks
         self.camera, self.rules = camera, rules
         self.thresholds = self.detector.thresholds_for(rule for _, rule, _ in rules)
         self.frame_size = (0, 0)  # zone areas (and fire-lane backgrounds) are rebuilt on the next frame
@@ -284,6 +314,8 @@ class CameraPipeline:
                 extra["crop_sha256"] = self.evidence.save(image[y1:y2, x1:x2],
                                                           manifest.cropped(x1, y1, x2, y2)).ref.sha256
         event = self._to_event(rule_event, snapshot.ref if snapshot else None)
+        if self.clips is not None and rule is not None and rule_event.phase is not Phase.UPDATE:
+            self.clips.request(event.event_id, rule_event.observed_s, rule.blur_faces, rule.blur_plates)
         if plate is not None:
             event = event.model_copy(update={"plate": plate})
         if isinstance(rule, CourierRule) and rule.gate and rule_event.attributes.get("gate_decision") == ALLOWED \

@@ -26,6 +26,7 @@ from gridwatch.edge.config import PROVIDERS, Camera, ConfigError, EdgeConfig, un
 from gridwatch.edge.delivery.gate import GateClient
 from gridwatch.edge.delivery.outbox import Outbox
 from gridwatch.edge.delivery.publish import EventSink, MqttPublisher
+from gridwatch.edge.evidence.clips import Clip
 from gridwatch.edge.evidence.originals import OriginalsVault, load_or_create_key
 from gridwatch.edge.evidence.snapshots import EvidenceStore
 from gridwatch.edge.node.health import CameraHealth
@@ -100,6 +101,19 @@ def mqtt_publisher(config: EdgeConfig, base_dir: Path | None = None) -> MqttPubl
                          status_expiry_s, failback_check_s=config.mqtt.failback_check_s)
 
 
+def clip_uploader(sinks: list[EventSink]) -> Callable[[Clip], None] | None:
+    """Where finished event clips go: the publishers' uploads (the same server as the snapshots)."""
+    publishers = [sink for sink in sinks if isinstance(sink, MqttPublisher)]
+    if not publishers:
+        return None
+
+    def upload(clip: Clip) -> None:
+        for publisher in publishers:
+            publisher.emit_clip(clip)
+
+    return upload
+
+
 def replay(
     config: EdgeConfig,
     camera: Camera,
@@ -112,7 +126,8 @@ def replay(
     """Process a whole file on its own clock as fast as the machine allows; return the pipeline."""
     source = FrameSource(camera.source)
     pipeline = CameraPipeline(config.site_id, config.node_id, camera, detector or build_detector(config),
-                              evidence, sinks, clock_origin or now_utc(), uniform_set(config.uniforms))
+                              evidence, sinks, clock_origin or now_utc(), uniform_set(config.uniforms),
+                              clip_ready=clip_uploader(sinks))
     try:
         for frame in source.frames(Sampler(camera.detect_fps)):
             pipeline.process(frame)
@@ -148,7 +163,8 @@ class Engine:
         origin = now_utc()
         uniforms, couriers = uniform_set(config.uniforms), CourierLog()
         self.pipelines = [CameraPipeline(config.site_id, config.node_id, cam, self.detector, evidence, sinks, origin,
-                                         uniforms, gate, couriers) for cam in config.cameras]
+                                         uniforms, gate, couriers, clip_ready=clip_uploader(sinks))
+                          for cam in config.cameras]
         self.scheduler = Scheduler(self.detector, self.pipelines, config.detector.workers, block=block)
         self.readers = [
             CameraReader(cam, functools.partial(self.scheduler.offer, i), functools.partial(self.scheduler.close, i),

@@ -37,6 +37,7 @@ PUBLIC = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
 MANAGERS = frozenset({"admin", "supervisor"})
 # What an API token may write, by route; every token scope set may include "read" for GETs.
 TOKEN_WRITES = {("PUT", "/api/snapshots/{sha256}"): "snapshots:write", ("POST", "/api/snapshots"): "snapshots:write",
+                ("PUT", "/api/clips/{event_id}"): "snapshots:write",
                 ("POST", "/api/evidence-access"): "evidence:log"}
 
 
@@ -121,7 +122,7 @@ def authenticate(request: Request) -> None:
     with request.app.state.sessions() as session:
         principal = _resolve(request, session)
     if principal is None:
-        if (request.method, path) == ("PUT", "/api/snapshots/{sha256}") \
+        if (request.method, path) in {("PUT", "/api/snapshots/{sha256}"), ("PUT", "/api/clips/{event_id}")} \
                 and request.app.state.settings.anonymous_snapshot_upload:
             return
         raise _unauthorized()

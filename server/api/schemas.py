@@ -224,6 +224,21 @@ class SnapshotStored(BaseModel):
     url: str
 
 
+class ClipStored(BaseModel):
+    event_id: str
+    sha256: str
+    size: int
+    created: bool
+    url: str
+
+
+class ClipOut(BaseModel):
+    event_id: str
+    phase: str
+    observed_at: datetime
+    url: str
+
+
 class ErrorBody(BaseModel):
     status: int
     code: str

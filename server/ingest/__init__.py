@@ -2,6 +2,6 @@
 
 The ingest worker and its sources (MQTT, or AMQP on the clustered broker), storing a batch
 (dedup, dead letters, tickets opened through the ticket engine), per-node sequence tracking,
-snapshot storage, and the retained camera status board. Imports tickets, registry and the base
+snapshot and event clip storage, and the retained camera status board. Imports tickets, registry and the base
 (settings, db, models); never the API.
 """

@@ -1,12 +1,12 @@
 """Retention: personal data is kept only as long as its kind needs, then purged.
 
 One policy per data kind (days in :class:`~gridwatch.server.settings.ServerSettings`, 0 = keep):
-events, snapshot files, the audit trail of closed tickets, dead letters, the evidence access log,
-finished webhook deliveries, and the plate numbers on fire-lane tickets (the number, its crop and
-the plate in the ticket's events go; the ticket stays). Nothing
-that is evidence of a ticket still being worked on goes, whatever its age: events of open tickets,
-and snapshots an open ticket or its events point to. The same :func:`purge` runs periodically in
-the server (:func:`purger`) and from ``gridwatch server purge [--dry-run]``.
+events, snapshot files and event clips (clips age with the snapshot limit), the audit trail of closed
+tickets, dead letters, the evidence access log, finished webhook deliveries, and the plate numbers on
+fire-lane tickets (the number, its crop and the plate in the ticket's events go; the ticket stays).
+Nothing that is evidence of a ticket still being worked on goes, whatever its age: events of open
+tickets, and the snapshots and clips an open ticket or its events point to. The same :func:`purge` runs
+periodically in the server (:func:`purger`) and from ``gridwatch server purge [--dry-run]``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.server.clock import Clock
+from gridwatch.server.ingest.clips import ClipStore
 from gridwatch.server.ingest.snapshots import SHA256_RE, SnapshotStore
 from gridwatch.server.models import (
     DeadLetter,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # A ticket in one of these is finished: its events and audit trail may age out.
 FINISHED = (Stage.CLOSED.value, Stage.EVALUATED.value, Stage.VOIDED.value)
-KINDS = ("events", "snapshots", "audit", "dead_letters", "evidence_log", "webhook_deliveries", "plates")
+KINDS = ("events", "snapshots", "clips", "audit", "dead_letters", "evidence_log", "webhook_deliveries", "plates")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,15 @@ def _old_snapshot_files(store: SnapshotStore, days: int, now: datetime, keep: se
             and path.stat().st_mtime < limit]
 
 
+def _old_clip_files(store: SnapshotStore, days: int, now: datetime, session: Session) -> list[Path]:
+    """Clips past the snapshot limit, except those of events of a ticket still open (evidence in use)."""
+    open_tickets = sa.select(Ticket.id).where(Ticket.stage.not_in(FINISHED))
+    keep = set(session.scalars(sa.select(EventRecord.event_id).where(EventRecord.ticket_id.in_(open_tickets))))
+    limit = min(now.timestamp(), time.time()) - days * 86400  # wall-clock file times, as for snapshots
+    return [path for path in ClipStore.beside(store).files()
+            if path.stem not in keep and path.stat().st_mtime < limit]
+
+
 def _purge_plates(session: Session, store: SnapshotStore, cutoff: datetime, dry_run: bool) -> int:
     """Forget the plates of tickets finished before ``cutoff``: the ticket's plate, the plate in its events'
     payloads and the plate crops; returns the tickets. (The audit trail never holds the plate or the owner's
@@ -156,8 +166,10 @@ def purge(session: Session, store: SnapshotStore, policy: Policy, now: datetime,
     if policy.snapshots:
         files = _old_snapshot_files(store, policy.snapshots, now, _protected_snapshots(session))
         counts["snapshots"] = len(files)
+        clips = _old_clip_files(store, policy.snapshots, now, session)  # clips age like the snapshots
+        counts["clips"] = len(clips)
         if not dry_run:
-            for path in files:
+            for path in files + clips:
                 path.unlink(missing_ok=True)
     session.rollback()
     return counts

@@ -1,5 +1,6 @@
 // Evidence of one event: the full snapshot with the object's box and the zone drawn over it, the
-// crop of the object, the after-snapshot (the incident's latest), and the incident's timeline.
+// crop of the object, the after-snapshot (the incident's latest), the incident's timeline, and the
+// ticket's event clips (the seconds around each incident's start and end, faces blurred on the edge).
 import { get, query } from "../api.js";
 import { data, h, svg } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
@@ -92,4 +93,15 @@ export function timeline(events) {
 
 export async function eventsOf(ticketId) {
   return (await get(`/api/events${query({ ticket_id: ticketId, limit: 500 })}`)).items;
+}
+
+// The ticket's clips as <video> players, start and end captioned; null while none is uploaded
+// (a clip reaches the server seconds after its event: the seconds after it must be recorded first).
+export async function clips(ticketId) {
+  const found = await get(`/api/clips${query({ ticket_id: ticketId })}`);
+  if (!found.length) return null;
+  return h("section", { class: "clips" }, h("h3", {}, t("evidence.clips")), h("div", { class: "shots" },
+    found.map((clip) => h("figure", { dataset: { event: clip.event_id, phase: clip.phase } },
+      h("video", { src: clip.url, controls: true, muted: true, playsinline: true, preload: "metadata", class: "clip" }),
+      h("figcaption", {}, label("phase", clip.phase), " · ", formatTime(clip.observed_at))))));
 }

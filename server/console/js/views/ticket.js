@@ -4,7 +4,7 @@ import { api, get, post } from "../api.js";
 import { clear, data, h } from "../dom.js";
 import { formatTime, label, t } from "../i18n.js";
 import { onLive } from "../live.js";
-import { evidence } from "./evidence.js";
+import { clips, evidence } from "./evidence.js";
 import { slaBadge } from "./sla.js";
 
 function fact(key, value) {
@@ -144,6 +144,8 @@ export async function ticketView(root, me, id) {
       ...(ticket.plate ? plateFacts(ticket, me, render) : [])));
     const first = ticket.events[0];
     if (first) body.append(await evidence(first, { linkTicket: false, me }));
+    const videos = await clips(ticket.id);
+    if (videos) body.append(videos);
     body.append(h("h3", {}, t("ticket.audit")), h("table", { class: "audit" },
       h("thead", {}, h("tr", {}, ["audit.at", "audit.action", "audit.from_to", "audit.actor", "audit.details"].map((k) => h("th", {}, t(k))))),
       h("tbody", {}, trail.map((entry) => h("tr", { dataset: { action: entry.action } },
