@@ -1,6 +1,6 @@
 """The plates of fire-lane incidents: frames of the vehicle at the start and before the end, read off-thread.
 
-When a blocking incident starts, the next few frames the vehicle is seen in (a second apart, so
+When a blocking incident starts, the next five frames the vehicle is seen in (a second apart, so
 noise and light differ) are cropped to its box and handed to the reading worker; the voted plate
 comes back a few frames later and goes out as an ``update`` of the incident. While it stays, the
 latest crops are kept, and when it ends they are read too: the end event waits for that reading
@@ -18,10 +18,11 @@ import numpy as np
 
 from gridwatch.broker.contract import Phase
 from gridwatch.edge.perception.track import Track
+from gridwatch.edge.reading.plates import MAX_VOTE_FRAMES
 from gridwatch.edge.reading.worker import PlateJob, PlateResult, ReadingWorker
 from gridwatch.edge.rules.incident import RuleEvent
 
-FRAMES = 3             # crops voted on, at the start and again at the end
+FRAMES = MAX_VOTE_FRAMES  # crops handed to the vote at the start and again at the end (3 read, more if undecided)
 SPACING_S = 1.0        # source seconds between two crops of one vehicle
 END_WAIT_S = 20.0      # wall seconds an end event waits for its reading at most
 CROP_MARGIN = 0.1      # of the vehicle box, around it

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridwatch.edge.reading.plates import PlateRead, PlateReader, PlateVote
+from gridwatch.edge.reading.plates import PlateRead, PlateReader, read_voted
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 8
@@ -37,7 +37,7 @@ class PlateJob:
 class PlateResult:
     key: str
     read: PlateRead          # the vote's outcome
-    frames: int              # crops read
+    frames: int              # crops read (the first three, more only when those left the number undecided)
     crop: np.ndarray | None  # the plate, cut from the best agreeing frame (None when unreadable)
 
 
@@ -100,18 +100,12 @@ class ReadingWorker:
                 self._jobs.task_done()
 
     def _read(self, job: PlateJob) -> PlateResult:
-        vote = PlateVote(min_votes=min(2, len(job.crops)))
-        reads = []
-        for image, box in job.crops:
-            read = self.reader.read(image, box)
-            vote.add(read)
-            reads.append((read, image))
-        result = vote.result()
+        result, reads = read_voted(self.reader, job.crops)
         crop = None
         if result.readable:
             best, image = max(((r, i) for r, i in reads if r.plate == result.plate), key=lambda ri: ri[0].confidence)
             crop = plate_crop(image, best.quad)
-        return PlateResult(job.key, result, len(job.crops), crop)
+        return PlateResult(job.key, result, len(reads), crop)
 
 
 def _lower_priority() -> None:
