@@ -259,7 +259,7 @@ def overhead(rounds: int = OVERHEAD_ROUNDS, seconds: float = OVERHEAD_S) -> dict
         colour = list(PlateColour)[n % 4]
         scene = plate_scene(frame, box, random_plate(rng, colour), colour, 32, 10.0, 0.0, rng)
         scenes.append((scene.image, scene.vehicle_box.astype(np.float32)))
-    worker = ReadingWorker(PlateReader(TextEngine(threads=1)), max_pending=2)
+    worker = ReadingWorker(plates=PlateReader(TextEngine(threads=1)), max_pending=2)
 
     def while_reading() -> tuple[float, int]:
         stop, read = threading.Event(), [0]
