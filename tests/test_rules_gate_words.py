@@ -12,6 +12,7 @@ every factor and what was read.
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gridwatch.broker.zones import CourierRule
 from gridwatch.edge.config import catalogue
 from gridwatch.edge.perception.track import Track
 from gridwatch.edge.perception.uniforms import UniformMatcher
+from gridwatch.edge.reading.logos import WordReader
 from gridwatch.edge.rules.courier import CourierDetector, CourierLog
 from gridwatch.edge.rules.gate_policy import issue_code
 from tests.test_rules_courier import NOON, courier_config
@@ -73,7 +75,9 @@ def gate_rule() -> CourierRule:
         "gate_id": "gate-north", "allowed": ["sf"], "factors": ["words", "code"]}})
 
 
-def run(image: np.ndarray, box: np.ndarray, detections: int = 12) -> list:
+def run(image: np.ndarray, box: np.ndarray, detections: int = 12, paced: bool = False) -> list:
+    """The rule over ``detections`` frames fed as fast as they come (a replay: readings still pending at the
+    end are waited for by ``finish``), or ``paced`` like a live camera whose reading keeps up with it."""
     rule = gate_rule()
     detector = CourierDetector("gate", rule, UniformMatcher([catalogue()["hivis"]]), lambda s: NOON + timedelta(
         seconds=s), CourierLog())
@@ -83,6 +87,9 @@ def run(image: np.ndarray, box: np.ndarray, detections: int = 12) -> list:
         noisy = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
         jitter = box + rng.normal(0, 1.5, 4).astype(np.float32)
         events += detector.update(n * 0.2, [Track(1, jitter, "person", 0.9)], noisy)
+        if paced:
+            assert detector.words is not None
+            detector.words.wait_idle(30)  # the time between two frames, in which the worker reads
     return events + detector.finish(detections * 0.2)
 
 
@@ -111,3 +118,24 @@ def test_a_resident_in_black_with_nothing_to_show_is_nobody_s_business(samples: 
     x1, y1, x2, y2 = (int(v) for v in box)
     plain[y1:y2, x1:x2] = (plain[y1:y2, x1:x2] * 0.3).astype(np.uint8)
     assert run(plain, box) == []
+
+
+def test_the_words_are_read_off_the_camera_thread_and_decide_the_entry_a_few_frames_later(
+        samples: Path, monkeypatch) -> None:
+    """The camera's thread only hands the person's box over; the reading happens on the worker's thread,
+    and with a camera the reading keeps up with, the entry is decided during the stream, not at its end."""
+    monkeypatch.setenv("GRIDWATCH_GATE_CODE_SECRET", SECRET)
+    readers: list[str] = []
+    read = WordReader.read
+
+    def spied(self: WordReader, *args: object) -> object:
+        readers.append(threading.current_thread().name)
+        return read(self, *args)
+
+    monkeypatch.setattr(WordReader, "read", spied)
+    image, box = dressed(samples, "顺丰速运", issue_code("sf", NOON + timedelta(minutes=5), SECRET))
+    events = run(image, box, paced=True)
+    starts = [e for e in events if e.phase.value == "start"]
+    assert len(starts) == 1 and starts[0].attributes["gate_decision"] == "allowed", events
+    assert 0.2 <= starts[0].observed_s < 12 * 0.2, "decided on a later frame of the stream, once the words were read"
+    assert readers and threading.current_thread().name not in readers, readers

@@ -115,7 +115,7 @@ class CameraPipeline:
                 # one reader per camera, loaded now: a node without the reading extra fails at start
                 engine = TextEngine()
                 engine.check()
-                self.plates = PlateWatch(ReadingWorker(PlateReader(engine)))
+                self.plates = PlateWatch(ReadingWorker(plates=PlateReader(engine)))
             return FireLaneDetector(zone.id, rule)
         chosen = [self.uniforms[u] for u in rule.uniforms]
         embedder = self._appearance() if any(u.enrolled for u in chosen) else None

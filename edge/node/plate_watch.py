@@ -1,6 +1,6 @@
 """The plates of fire-lane incidents: frames of the vehicle at the start and before the end, read off-thread.
 
-When a blocking incident starts, the next few frames the vehicle is seen in (a second apart, so
+When a blocking incident starts, the next five frames the vehicle is seen in (a second apart, so
 noise and light differ) are cropped to its box and handed to the reading worker; the voted plate
 comes back a few frames later and goes out as an ``update`` of the incident. While it stays, the
 latest crops are kept, and when it ends they are read too: the end event waits for that reading
@@ -18,10 +18,11 @@ import numpy as np
 
 from gridwatch.broker.contract import Phase
 from gridwatch.edge.perception.track import Track
-from gridwatch.edge.reading.worker import PlateJob, PlateResult, ReadingWorker
+from gridwatch.edge.reading.plates import MAX_VOTE_FRAMES
+from gridwatch.edge.reading.worker import PlateJob, PlateResult, ReadingWorker, box_crop
 from gridwatch.edge.rules.incident import RuleEvent
 
-FRAMES = 3             # crops voted on, at the start and again at the end
+FRAMES = MAX_VOTE_FRAMES  # crops handed to the vote at the start and again at the end (3 read, more if undecided)
 SPACING_S = 1.0        # source seconds between two crops of one vehicle
 END_WAIT_S = 20.0      # wall seconds an end event waits for its reading at most
 CROP_MARGIN = 0.1      # of the vehicle box, around it
@@ -52,7 +53,7 @@ class PlateWatch:
             watch = self.watches.get(incident_id)
             if watch is None or watch.end is not None or now_s < watch.next_crop_s:
                 continue
-            watch.crops.append(_crop(image, track.box))
+            watch.crops.append(box_crop(image, track.box, CROP_MARGIN))
             watch.next_crop_s = now_s + self.spacing_s
             if not watch.start_submitted and len(watch.crops) == self.frames:
                 watch.start_submitted = True
@@ -74,6 +75,7 @@ class PlateWatch:
         """Events to emit now: an update per finished start reading, each end whose reading is done (or late)."""
         out: list[tuple[RuleEvent, PlateResult | None]] = []
         for result in self.worker.finished():
+            assert isinstance(result, PlateResult)
             incident_id, phase = result.key.split(":")
             watch = self.watches.get(incident_id)
             if watch is None:
@@ -97,11 +99,3 @@ class PlateWatch:
         for watch in self.watches.values():
             watch.end_deadline = 0.0
 
-
-def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The vehicle box with a margin, copied, and the box in the crop's pixels."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    pad_x, pad_y = CROP_MARGIN * (x2 - x1), CROP_MARGIN * (y2 - y1)
-    cx1, cy1 = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
-    cx2, cy2 = min(image.shape[1], int(x2 + pad_x) + 1), min(image.shape[0], int(y2 + pad_y) + 1)
-    return image[cy1:cy2, cx1:cx2].copy(), np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)

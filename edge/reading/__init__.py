@@ -6,6 +6,7 @@ recognised on the plate crop only and voted over several frames, "unreadable" ra
 guess) and the company words a courier wears or carries (美团外卖, 饿了么, 顺丰速运, 京东物流).
 The OCR models are PaddleOCR's PP-OCRv4, shipped inside the ``rapidocr-onnxruntime`` wheel (the
 ``reading`` extra) and run on onnxruntime. Reading is slow (a tenth of a second to seconds per crop),
-so it runs in a background worker the pipeline hands crops to and never waits for. Imports
+so it runs in a background worker the pipeline (plates) or the courier rule (words) hands crops to and
+never waits for. Imports
 perception, capture and the edge config, never rules or anything downstream.
 """

@@ -38,8 +38,9 @@ def decode_plate(probabilities: np.ndarray, alphabet: list[str], colour: PlateCo
     return decide(probabilities, alphabet, segments, colour)
 
 
-def plate_segments(probabilities: np.ndarray, alphabet: list[str]) -> list[list[int]] | None:
-    """The time steps of each of the plate's 7 or 8 characters, or None when the strip holds another count.
+def plate_segments(probabilities: np.ndarray, alphabet: list[str],
+                   lengths: tuple[int, ...] = (7, 8)) -> list[list[int]] | None:
+    """The time steps of each of the plate's 7 or 8 characters (or ``lengths``), None for another count.
 
     Characters are cut where the model's free choice changes (a red 警 it reads as 号 still is a
     character there); separators count as gaps."""
@@ -56,9 +57,9 @@ def plate_segments(probabilities: np.ndarray, alphabet: list[str]) -> list[list[
         previous = index
     provinces = _indices(key, PROVINCES)
     # a wide province glyph may be cut in two: merge leading pieces that are both province-like
-    while len(segments) > 7 and _is_province(best, segments, provinces):
+    while len(segments) > min(lengths) and _is_province(best, segments, provinces):
         segments[0:2] = [segments[0] + segments[1]]
-    return segments if len(segments) in (7, 8) else None
+    return segments if len(segments) in lengths else None
 
 
 def decide(probabilities: np.ndarray, alphabet: list[str], segments: list[list[int]], colour: PlateColour,

@@ -1,10 +1,11 @@
-"""Reading off the camera's thread: a background worker the pipeline hands plate jobs to and never waits for.
+"""Reading off the camera's thread: a background worker the pipeline hands reading jobs to and never waits for.
 
-A plate read costs several detector frames (``python -m bench plates``), so it cannot sit on the
-detection path. The pipeline submits a job (a few crops of the vehicle) and goes on; the worker
-reads and votes, and the pipeline collects finished results on a later frame. The queue is
-bounded: when reading falls behind, a new job is refused (and counted), never queued without end
-and never waited for.
+A plate read costs several detector frames and a person's words one or two (``python -m bench
+plates``), so neither can sit on the detection path. The pipeline (or the courier rule) submits a
+job (a few crops of the vehicle, or a copy of a person's box) and goes on; the worker reads (and
+votes), and the submitter collects finished results on a later frame. The queue is bounded: when
+reading falls behind, a new job is refused (and counted), never queued without end and never
+waited for.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridwatch.edge.reading.plates import PlateRead, PlateReader, PlateVote
+from gridwatch.edge.reading.logos import WordReader, WordsRead
+from gridwatch.edge.reading.plates import PlateRead, PlateReader, read_voted
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 8
@@ -37,33 +39,52 @@ class PlateJob:
 class PlateResult:
     key: str
     read: PlateRead          # the vote's outcome
-    frames: int              # crops read
+    frames: int              # crops read (the first three, more only when those left the number undecided)
     crop: np.ndarray | None  # the plate, cut from the best agreeing frame (None when unreadable)
 
 
+@dataclass(frozen=True)
+class WordsJob:
+    """A copy of one person's box (with a margin) and the box in its pixels, to be read for a company's words."""
+
+    key: str
+    image: np.ndarray
+    box: np.ndarray
+
+
+@dataclass(frozen=True)
+class WordsResult:
+    key: str
+    read: WordsRead
+
+
 class ReadingWorker:
-    def __init__(self, reader: PlateReader, max_pending: int = MAX_PENDING) -> None:
-        self.reader = reader
-        self._jobs: queue.Queue[PlateJob | None] = queue.Queue(max_pending)
-        self._results: queue.Queue[PlateResult] = queue.Queue()
+    """One background reading thread; it reads plates with ``plates`` and words with ``words`` (whichever
+    its owner gives it: a job of a kind it has no reader for is a programming error)."""
+
+    def __init__(self, plates: PlateReader | None = None, words: WordReader | None = None,
+                 max_pending: int = MAX_PENDING) -> None:
+        self.plates, self.words = plates, words
+        self._jobs: queue.Queue[PlateJob | WordsJob | None] = queue.Queue(max_pending)
+        self._results: queue.Queue[PlateResult | WordsResult] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._busy = threading.Event()
         self.refused = 0
 
-    def submit(self, job: PlateJob) -> bool:
+    def submit(self, job: PlateJob | WordsJob) -> bool:
         """Queue ``job`` without waiting; False (and counted) when the worker is that far behind."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="plate-reader", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
             self._thread.start()
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
             self.refused += 1
-            log.warning("plate reading behind: job %s refused (%d so far)", job.key, self.refused)
+            log.warning("reading behind: job %s refused (%d so far)", job.key, self.refused)
             return False
         return True
 
-    def finished(self) -> list[PlateResult]:
+    def finished(self) -> list[PlateResult | WordsResult]:
         """The results ready now (never waits)."""
         out = []
         while True:
@@ -93,25 +114,25 @@ class ReadingWorker:
             try:
                 if job is None:
                     return
-                self._results.put(self._read(job))
+                self._results.put(self._read(job) if isinstance(job, PlateJob) else self._read_words(job))
             except Exception:  # a bad crop must not end reading for the node
-                log.exception("plate reading failed for %s", job.key if job else "?")
+                log.exception("reading failed for %s", job.key if job else "?")
             finally:
                 self._jobs.task_done()
 
     def _read(self, job: PlateJob) -> PlateResult:
-        vote = PlateVote(min_votes=min(2, len(job.crops)))
-        reads = []
-        for image, box in job.crops:
-            read = self.reader.read(image, box)
-            vote.add(read)
-            reads.append((read, image))
-        result = vote.result()
+        assert self.plates is not None, "this worker reads no plates"
+        result, reads = read_voted(self.plates, job.crops)
         crop = None
         if result.readable:
             best, image = max(((r, i) for r, i in reads if r.plate == result.plate), key=lambda ri: ri[0].confidence)
             crop = plate_crop(image, best.quad)
-        return PlateResult(job.key, result, len(job.crops), crop)
+        return PlateResult(job.key, result, len(reads), crop)
+
+
+    def _read_words(self, job: WordsJob) -> WordsResult:
+        assert self.words is not None, "this worker reads no words"
+        return WordsResult(job.key, self.words.read(job.image, job.box))
 
 
 def _lower_priority() -> None:
@@ -122,7 +143,17 @@ def _lower_priority() -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
     except (AttributeError, OSError) as exc:
-        log.info("plate reading runs at normal priority (%s)", exc)
+        log.info("reading runs at normal priority (%s)", exc)
+
+
+def box_crop(image: np.ndarray, box: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``box`` with ``margin`` (a share of its size) around it, and the box in the copy's pixels: what a
+    job carries, since the camera reuses its frame while the worker reads."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    pad_x, pad_y = margin * (x2 - x1), margin * (y2 - y1)
+    cx1, cy1 = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
+    cx2, cy2 = min(image.shape[1], int(x2 + pad_x) + 1), min(image.shape[0], int(y2 + pad_y) + 1)
+    return image[cy1:cy2, cx1:cx2].copy(), np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)
 
 
 def plate_crop(image: np.ndarray, quad: np.ndarray | None) -> np.ndarray | None:

@@ -15,8 +15,11 @@ uniform. An entry still open ``overstay_s`` after it was made starts a ``courier
 incident, which ends when that courier is seen leaving.
 
 Company words: when the policy has the ``words`` factor, an undecided person's box is read for a
-company's printed words (up to ``WORD_TRIES`` x ``min_votes`` detections, until one names a company);
-the entry waits for them like for the code, and records what was read.
+company's printed words (up to ``WORD_TRIES`` x ``min_votes`` detections, until one names a company).
+Reading costs a few detector frames, so it is not done on the camera's thread: a copy of the box goes
+to the rule's background reading worker (edge/reading/worker.py, one job per person at a time) and the
+read comes back on a later frame; the entry waits for it like for the code, and records what was read.
+When the source ends, the readings still pending are waited for (at most ``WORDS_DRAIN_S``).
 
 Rider code: when the rule's gate policy has the ``code`` factor, every detection of an undecided
 person is also searched for a QR code (until one passes, or ``CODE_TRIES`` x ``min_votes``
@@ -42,12 +45,15 @@ from gridwatch.edge.perception.track import Track
 from gridwatch.edge.perception.uniforms import NO_MATCH, Match, UniformMatcher
 from gridwatch.edge.reading.engine import TextEngine
 from gridwatch.edge.reading.logos import WordReader, WordsRead
+from gridwatch.edge.reading.worker import ReadingWorker, WordsJob, WordsResult, box_crop
 from gridwatch.edge.rules.gate_policy import ALLOWED, PASSED, check_code, code_secret, entry_decision
 from gridwatch.edge.rules.incident import RuleEvent
 
 EXIT_GRACE_S = 2.0
 CODE_TRIES = 2  # a rider has this many consensus rounds (x min_votes detections) to show the code
 WORD_TRIES = 1  # ... and the words on his jacket or box this many to be read
+WORDS_CROP_MARGIN = 0.1  # of the person's box, around it, in the copy the worker reads
+WORDS_DRAIN_S = 30.0  # wall seconds the source's end waits for readings still pending
 
 
 @dataclass
@@ -65,6 +71,7 @@ class _Person:
     code_tries: int = 0
     words: WordsRead | None = None    # the best reading of the person's printed words (a company, if any)
     words_tries: int = 0
+    words_pending: bool = False       # a reading of the words is with the worker
     decided: bool = False
     incident_id: str | None = None
     attributes: dict = field(default_factory=dict)
@@ -122,11 +129,12 @@ class CourierDetector:
         if rule.gate is not None and "words" in rule.gate.factors:
             engine = TextEngine()
             engine.check()  # a node without the reading extra fails at start, not at the gate
-            self.words = WordReader(engine)
+            self.words = ReadingWorker(words=WordReader(engine))
         self.used_codes: set[str] = set()  # a rider code opens the gate once
+        self.ended = False  # the source ended: the words read so far are all there will be
 
     def update(self, now_s: float, inside: list[Track], image: np.ndarray | None = None) -> list[RuleEvent]:
-        events = []
+        events = self._words_read(now_s)
         for track in inside:
             if track.class_name not in self.rule.objects:
                 continue
@@ -144,7 +152,7 @@ class CourierDetector:
             if self.codes is not None and person.code != PASSED:
                 self._read_code(person, image, now_s)
             if self.words is not None and not self._words_passed(person):
-                self._read_words(person, image)
+                self._read_words(track.track_id, person, image)
             events += self._conclude(person, now_s)
         for track_id, person in list(self.people.items()):
             if now_s - person.last_s > EXIT_GRACE_S:
@@ -164,14 +172,35 @@ class CourierDetector:
             if result == PASSED:
                 return
 
-    def _read_words(self, person: _Person, image: np.ndarray) -> None:
-        """Read the person's printed words (on the camera's thread: bounded by ``WORD_TRIES`` per person,
-        and only at a gate whose policy asks for them; ``python -m bench plates`` gives the cost)."""
+    def _read_words(self, track_id: int, person: _Person, image: np.ndarray) -> None:
+        """Hand a copy of the person's box to the reading worker (never waited for; one reading per person
+        at a time). A job the worker refuses (it is that far behind) is not a try: a later detection
+        offers it again."""
         assert self.words is not None
-        person.words_tries += 1
-        read = self.words.read(image, person.track.box)
-        if person.words is None or read.company is not None or (read.lines and not person.words.lines):
-            person.words = read
+        if person.words_pending:
+            return
+        crop, box = box_crop(image, person.track.box, WORDS_CROP_MARGIN)
+        if self.words.submit(WordsJob(str(track_id), crop, box)):
+            person.words_tries += 1
+            person.words_pending = True
+
+    def _words_read(self, now_s: float) -> list[RuleEvent]:
+        """Take the worker's finished readings; a person whose factors are now all known is decided."""
+        if self.words is None:
+            return []
+        events = []
+        for result in self.words.finished():
+            assert isinstance(result, WordsResult)
+            person = self.people.get(int(result.key))
+            if person is None:  # left before the reading came back
+                continue
+            person.words_pending = False
+            read = result.read
+            if person.words is None or read.company is not None or (read.lines and not person.words.lines):
+                person.words = read
+            if not person.decided:
+                events += self._conclude(person, now_s)
+        return events
 
     @staticmethod
     def _words_passed(person: _Person) -> bool:
@@ -181,7 +210,8 @@ class CourierDetector:
         """Every extra factor (code, words) passed or had all its tries."""
         code = self.codes is None or person.code == PASSED or person.code_tries >= CODE_TRIES * self.rule.min_votes
         words = (self.words is None or self._words_passed(person)
-                 or person.words_tries >= WORD_TRIES * self.rule.min_votes)
+                 or ((self.ended or person.words_tries >= WORD_TRIES * self.rule.min_votes)
+                     and not person.words_pending))
         return code and words
 
     def _conclude(self, person: _Person, now_s: float) -> list[RuleEvent]:
@@ -204,7 +234,8 @@ class CourierDetector:
             return [self._entry(person, uniform, now_s)] if uniform.uniform_id else []
         if person.code is None and not self._words_passed(person):
             # no uniform factor: a passer-by who shows no code and wears no company's words is nobody's business
-            person.decided = max(person.code_tries, person.words_tries) >= self.rule.max_votes
+            person.decided = (max(person.code_tries, person.words_tries) >= self.rule.max_votes
+                              and not person.words_pending)
             return []
         if not done:
             return []
@@ -235,8 +266,17 @@ class CourierDetector:
                                      "entry_incident_id": entry.person.incident_id or ""})
 
     def finish(self, now_s: float) -> list[RuleEvent]:
-        """The source ended: close open entries and overstays (an overstay ends unresolved, at now)."""
-        events = [self._event(Phase.END, p, now_s, ended_s=p.last_s) for p in self.people.values() if p.incident_id]
+        """The source ended: decide on the words still being read, then close open entries and overstays
+        (an overstay ends unresolved, at now)."""
+        events = []
+        if self.words is not None:
+            self.words.wait_idle(WORDS_DRAIN_S)
+            self.ended = True
+            events += self._words_read(now_s)
+            events += [e for p in self.people.values() if not p.decided and not p.words_pending
+                       for e in self._conclude(p, now_s)]
+            self.words.close()
+        events += [self._event(Phase.END, p, now_s, ended_s=p.last_s) for p in self.people.values() if p.incident_id]
         self.people.clear()
         for entry in [e for e in self.log.open if e.person.zone_rule is self]:
             self.log.open.remove(entry)
