@@ -8,7 +8,7 @@ detector for many cameras; between detections the last tracks stand, so dwell ke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -45,6 +45,13 @@ ZoneRule = LoiteringDetector | CourierDetector | FireLaneDetector
 
 CAMERA_ZONE = "camera"  # zone_id of events about the camera itself (offline, tamper)
 PLATE_DRAIN_S = 120.0   # at the source's end, how long the plates still being read are waited for
+
+
+def plate_classes(rules: Iterable[Rule]) -> frozenset[str]:
+    """The classes whose boxes have a plate to blur: the vehicle classes, and whatever the given fire lanes
+    count as a vehicle (an overhead lane's "cell phone" is a car). Snapshots and clips ask the same question."""
+    lanes = (detector_classes(rule) for rule in rules if isinstance(rule, FireLaneRule))
+    return frozenset(VEHICLE_CLASSES).union(*lanes)
 
 
 class CameraPipeline:
@@ -193,8 +200,7 @@ class CameraPipeline:
     def _clip_boxes(self, tracks: list[Track]) -> tuple[tuple, tuple]:
         """(person boxes, vehicle boxes) among ``tracks`` for a clip frame's head and plate blur; a clip spans
         every rule of the camera, so what any of its fire lanes counts as a vehicle has a plate too."""
-        lanes = {o for _, rule, _ in self.rules if isinstance(rule, FireLaneRule) for o in rule.objects}
-        vehicles = set(VEHICLE_CLASSES) | lanes
+        vehicles = plate_classes(rule for _, rule, _ in self.rules)
         return (tuple(tuple(float(v) for v in t.box) for t in tracks if t.class_name == "person"),
                 tuple(tuple(float(v) for v in t.box) for t in tracks if t.class_name in vehicles))
 
@@ -300,8 +306,7 @@ class CameraPipeline:
             tracks = self.tracks + ([rule_event.track] if rule_event.track is not None else [])
             image = black_out(image, self.camera.privacy_masks)  # before anything is stored, the original too
             original = image
-            # what a fire lane counts as a vehicle has a plate too (an overhead fire lane's "cell phone" is a car)
-            vehicles = set(VEHICLE_CLASSES) | (set(detector_classes(rule)) if isinstance(rule, FireLaneRule) else set())
+            vehicles = plate_classes([rule] if rule is not None else [])
             image, manifest = self.redactor.redact(
                 image, [t.box for t in tracks if t.class_name == "person"],
                 [t.box for t in tracks if t.class_name in vehicles], blur_faces, blur_plates)
