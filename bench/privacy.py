@@ -7,7 +7,8 @@ blurs them (the vehicle classes) and as one with a ``view: overhead`` fire lane 
 counts as a vehicle, from its own score floor: :func:`~gridwatch.edge.node.pipeline.plate_classes`).
 Each frame goes through what the node does before it stores an image (person detector, then
 :class:`~gridwatch.edge.evidence.privacy.Redactor`, then
-:class:`~gridwatch.edge.evidence.snapshots.EvidenceStore`'s JPEG), and the stored file is read back. A labelled face counts as blurred when the variance of the Laplacian inside its box is below
+:class:`~gridwatch.edge.evidence.snapshots.EvidenceStore`'s JPEG), and the stored file is read back.
+A labelled face counts as blurred when the variance of the Laplacian inside its box is below
 :data:`~gridwatch.models.faces.SHARP_LAPLACIAN_VAR`; the same frames stored without blur show the
 threshold separates (every labelled face is above it there). The baseline, in the same run, is the
 head-region heuristic the node used before YuNet (top of each person box, cells a tenth of the region).
