@@ -308,8 +308,8 @@ def main() -> list[Row]:
     default, cheap = (next(r for r in rows if r.candidate == c) for c in (DEFAULT, CHEAP))
     print()
     for row in (default, cheap):
-        print(f"{row.candidate.label}: person AP50 {row.ap50:.4f} at {row.ratio[1]:.2f}x wall, "
-              f"{row.cpu_ratio[1]:.2f}x CPU (1 thread)")
+        print(f"{row.candidate.label}: person AP50 {row.ap50:.4f} at {row.ratio[1]:.3f}x wall, "
+              f"{row.cpu_ratio[1]:.3f}x CPU (1 thread)")
     print(f"(the test holds the default to person AP50 >= {baseline() - 0.02:.4f}: bench/baselines.yaml)")
     print(f"SUMMARY accuracy: person AP50 {default.ap50:.4f} at {default.ratio[1]:.2f}x yolox-nano-416 latency")
     return rows
