@@ -20,17 +20,20 @@ def _int(initialisers: dict[str, onnx.TensorProto], name: str) -> int:
     return int(numpy_helper.to_array(initialisers[name]).reshape(-1)[0])
 
 
-def _focus_slices(graph: onnx.GraphProto, concat: onnx.NodeProto) -> list[tuple[int, int]] | None:
-    """(row offset, column offset) of each concatenated input, if each is Slice(rows, step 2) of the
-    graph input then Slice(columns, step 2); else None."""
+def _focus_slices(graph: onnx.GraphProto, concat: onnx.NodeProto,
+                  consumers: dict[str, list[onnx.NodeProto]]) -> list[tuple[int, int, list[onnx.NodeProto]]] | None:
+    """(row offset, column offset, the two Slice nodes) of each concatenated input, if each is
+    Slice(rows, step 2) of the graph input then Slice(columns, step 2), used only there; else None."""
     initialisers = {i.name: i for i in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     source = graph.input[0].name
-    offsets = []
+    found = []
     for name in concat.input:
         cols = producer.get(name)
         rows = producer.get(cols.input[0]) if cols is not None and cols.op_type == "Slice" else None
         if rows is None or rows.op_type != "Slice" or rows.input[0] != source:
+            return None
+        if consumers[rows.output[0]] != [cols] or consumers[cols.output[0]] != [concat]:
             return None
         try:
             axes, steps = (_int(initialisers, rows.input[3]), _int(initialisers, cols.input[3])), \
@@ -40,19 +43,19 @@ def _focus_slices(graph: onnx.GraphProto, concat: onnx.NodeProto) -> list[tuple[
             return None
         if axes != (2, 3) or steps != (2, 2) or not set(starts) <= {0, 1}:
             return None
-        offsets.append(starts)
-    return offsets if sorted(offsets) == [(0, 0), (0, 1), (1, 0), (1, 1)] else None
+        found.append((*starts, [rows, cols]))
+    return found if sorted(f[:2] for f in found) == [(0, 0), (0, 1), (1, 0), (1, 1)] else None
 
 
 def fold_focus(model: onnx.ModelProto) -> bool:
     """Replace the Focus slices, their concat and the 3x3 convolution after them by one 6x6 stride-2
     convolution on the graph input, in place. Returns whether the pattern was found."""
     graph = model.graph
-    consumers = {name: [n for n in graph.node if name in n.input] for n in graph.node for name in n.output}
+    consumers = {name: [n for n in graph.node if name in n.input] for node in graph.node for name in node.output}
     for concat in (n for n in graph.node if n.op_type == "Concat" and len(n.input) == 4):
-        offsets = _focus_slices(graph, concat)
+        slices = _focus_slices(graph, concat, consumers)
         after = consumers.get(concat.output[0], [])
-        if offsets is None or len(after) != 1 or after[0].op_type != "Conv":
+        if slices is None or len(after) != 1 or after[0].op_type != "Conv":
             continue
         conv = after[0]
         attributes = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
@@ -63,17 +66,14 @@ def fold_focus(model: onnx.ModelProto) -> bool:
         weights = numpy_helper.to_array(initialisers[conv.input[1]])  # out x 12 x 3 x 3
         channels = weights.shape[1] // 4
         folded = np.zeros((weights.shape[0], channels, 6, 6), weights.dtype)
-        for slot, (dy, dx) in enumerate(offsets):  # kernel row 2*ky + dy reads image row 2*(i + ky - 1) + dy
+        for slot, (dy, dx, _) in enumerate(slices):  # kernel row 2*ky + dy reads image row 2*(i + ky - 1) + dy
             folded[:, :, dy::2, dx::2] = weights[:, slot * channels:(slot + 1) * channels]
-        name = f"{conv.input[1]}_focus_6x6"
-        graph.initializer.append(numpy_helper.from_array(folded, name))
-        stem = helper.make_node("Conv", [graph.input[0].name, name, *conv.input[2:]], list(conv.output),
+        weight_name = f"{conv.input[1]}_focus_6x6"
+        graph.initializer.append(numpy_helper.from_array(folded, weight_name))
+        stem = helper.make_node("Conv", [graph.input[0].name, weight_name, *conv.input[2:]], list(conv.output),
                                 name=f"{conv.name}_focus_6x6", kernel_shape=[6, 6], strides=[2, 2], pads=[2] * 4)
-        slices = {n.name for name in concat.input for n in graph.node if n.output[0] == name}
-        slices |= {n.name for n in graph.node if n.op_type == "Slice" and any(
-            s.input[0] == n.output[0] for s in graph.node if s.name in slices)}
-        gone = slices | {concat.name, conv.name}
-        kept = [n for n in graph.node if n.name not in gone]
+        gone = {n.output[0] for _, _, pair in slices for n in pair} | {concat.output[0], conv.output[0]}
+        kept = [n for n in graph.node if n.output[0] not in gone]  # outputs are unique in an ONNX graph
         del graph.node[:]
         graph.node.extend([stem, *kept])
         used = {name for n in graph.node for name in n.input}
