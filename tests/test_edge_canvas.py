@@ -17,6 +17,7 @@ from gridwatch.edge.perception.layouts import YoloxLayout, canvas_size, letterbo
 from gridwatch.models.derived import any_size_model, optimised_model
 from gridwatch.models.focus import fold_focus
 from gridwatch.models.resolver import resolve_model
+from gridwatch.models.sppf import chain_spp
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +52,21 @@ def test_the_derived_model_has_symbolic_height_width_and_anchor_rows(model) -> N
         assert out.shape == (1, rows, 85)
 
 
-def test_the_folded_focus_stem_gives_the_exported_models_outputs(model, samples: Path) -> None:
+def kernel(node: onnx.NodeProto) -> list[int]:
+    return onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "kernel_shape"))
+
+
+def test_the_rewritten_graph_gives_the_exported_models_outputs(model, samples: Path) -> None:
     """The derived copy runs one 6x6 stride-2 stem convolution instead of Focus's slices and 3x3 conv,
-    and its raw output on a real frame is the exported model's."""
+    and a chain of 5x5 pools instead of SPP's 5/9/13 side by side; its raw output on a real frame is
+    the exported model's."""
     derived = onnx.load(str(any_size_model(model.path)))
     assert not [n for n in derived.graph.node if n.op_type == "Slice"]
     stem = derived.graph.node[0]
-    assert stem.op_type == "Conv" and stem.input[0] == "images"
-    assert onnx.helper.get_attribute_value(next(a for a in stem.attribute if a.name == "kernel_shape")) == [6, 6]
+    assert stem.op_type == "Conv" and stem.input[0] == "images" and kernel(stem) == [6, 6]
+    pools = [n for n in derived.graph.node if n.op_type == "MaxPool"]
+    assert [kernel(p) for p in pools] == [[5, 5]] * 3
+    assert [p.input[0] for p in pools[1:]] == [p.output[0] for p in pools[:2]]
     canvas, _ = letterbox(cv2.imread(str(samples / "dog.jpg")), (416, 416))
     blob = YoloxLayout.blob([canvas])
     providers = ["CPUExecutionProvider"]
@@ -67,10 +75,10 @@ def test_the_folded_focus_stem_gives_the_exported_models_outputs(model, samples:
     np.testing.assert_allclose(folded, exported, rtol=1e-4, atol=2e-4)
 
 
-def test_a_graph_without_a_focus_stem_is_left_alone() -> None:
+def test_a_graph_without_a_focus_stem_or_spp_is_left_alone() -> None:
     osnet = onnx.load(str(resolve_model("osnet_x0_25_msmt17", allow_download=False).path))
     before = osnet.SerializeToString()
-    assert not fold_focus(osnet)
+    assert not fold_focus(osnet) and not chain_spp(osnet)
     assert osnet.SerializeToString() == before
 
 

@@ -8,8 +8,8 @@ source-frame pixels.
 The canvas follows each camera's aspect ratio at a pixel budget instead of one square for all: a
 16:9 frame fills only 56 % of a square, and on MOT17-mini 384x672 reaches person AP50 0.58 where
 416x416 reaches 0.39 (``python -m bench accuracy``). The session runs a copy of the model with
-symbolic height and width and YOLOX's Focus stem folded into one convolution (7-8 % less inference
-time, same outputs), and the graph onnxruntime optimised is saved once into the model cache
+symbolic height and width, YOLOX's Focus stem folded into one convolution and its SPP pools chained
+(8-9 % less inference time, same outputs), and the graph onnxruntime optimised is saved once into the model cache
 (``gridwatch.models.derived``).
 
 Threads are set on purpose: an edge box has few cores, and onnxruntime by default spins a thread
