@@ -23,8 +23,9 @@ setting and bigger ones; each follows the frame's aspect at its pixel budget):
 
 The baseline row is YOLOX-nano as the node used to run it: the model file as exported, fixed at
 416x416. Every other row runs the node's derived copy (symbolic height and width, Focus stem folded,
-SPP pools chained: ``gridwatch.models.focus``, ``gridwatch.models.sppf``), as the edge does; the "416x416, node graph" row shows what that graph
-alone saves on the old square, so a ratio's gain from the graph and from the canvas can be told apart.
+SPP pools chained: ``gridwatch.models.focus``, ``gridwatch.models.sppf``), as the edge does; the
+"416x416, node graph" row shows what that graph alone saves on the old square, so a ratio's gain
+from the graph and from the canvas can be told apart.
 
 The last line is the default's AP50 and its 1-thread ratio. The AP50 a test holds the node's
 default to is in bench/baselines.yaml.
