@@ -14,7 +14,7 @@ undecided, up to two more are read (:func:`read_voted`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -150,8 +150,13 @@ class PlateReader:
         if segments is None:
             return None
         height = float(np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
-        return evidence(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet),
+        seen = evidence(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet),
                         height, red_tail)
+        if colour is PlateColour.WHITE and len(segments) == 7:
+            # the 7th character is the red 警, which the recogniser often takes for 号, 置 or 张: its colour says so
+            red = min(1.0, _red_tail(strip, segments[:6]) / (2 * RED_TAIL_SHARE))
+            seen = replace(seen, scores=(*seen.scores[:6], np.maximum(seen.scores[6], red)))
+        return seen
 
     def _province(self, strip: np.ndarray, segments: list[list[int]], alphabet: list[str]) -> np.ndarray | None:
         """The first character read again on its own, at a normal glyph's proportions.
