@@ -5,7 +5,9 @@ Two kinds:
 * ``any_size_model``: a copy whose input height and width are symbolic. OSNet and YOLOX-nano are
   fully convolutional, but their exports fix one input size (256x128, 416x416); with the two dims
   renamed to ``height``/``width`` the same weights run at any size the network's strides allow, and
-  YOLOX's output grows with the grid.
+  YOLOX's output grows with the grid. On the way YOLOX's Focus stem is folded into one convolution
+  (``gridwatch.models.focus``: the same arithmetic, 7-8 % less inference time on this CPU) and its
+  SPP pools are chained (``gridwatch.models.sppf``: the same maxima, about 1 % less).
 * ``optimised_model``: where onnxruntime saves the graph it optimised (``SessionOptions.
   optimized_model_filepath``), so the next start loads it instead of optimising again. Keyed by the
   onnxruntime version and the providers: a graph optimised for one is not valid for another.
@@ -28,6 +30,11 @@ from gridwatch.models.resolver import cache_dir
 def derived_dirs() -> tuple[Path, Path]:
     """Where derived files live, in order of preference."""
     return cache_dir() / "derived", Path(tempfile.gettempdir()) / "gridwatch-derived"
+
+
+# Bumped whenever a derivation changes, so a cache holding an older copy derives it again
+# (2: YOLOX's Focus stem folded; 3: its SPP pools chained).
+DERIVATION = 3
 
 
 def _key(path: Path) -> str:
@@ -54,13 +61,19 @@ def writable_derived_dir() -> Path:
 
 
 def any_size_model(path: Path) -> Path:
-    """A copy of ``path`` with symbolic input height and width (dims 2 and 3 of the first input)."""
-    name = f"{_key(path)}.anysize.onnx"
+    """A copy of ``path`` with symbolic input height and width (dims 2 and 3 of the first input), and
+    YOLOX's Focus stem folded and SPP pools chained where the graph has them."""
+    name = f"{_key(path)}.anysize.v{DERIVATION}.onnx"
     if found := find_derived(name):
         return found
     import onnx  # only needed once per box, to derive the copy
 
+    from gridwatch.models.focus import fold_focus
+    from gridwatch.models.sppf import chain_spp
+
     model = onnx.load(str(path))
+    fold_focus(model)
+    chain_spp(model)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     del model.graph.value_info[:]  # shapes inferred for the export's size would contradict other sizes

@@ -68,10 +68,6 @@ class ServerSettings(BaseSettings):
         "of TLS proxies whose X-Forwarded-Proto and X-Forwarded-For are believed: the session cookie is then "
         "Secure and HSTS is sent for their HTTPS clients. Empty: no forwarded header is believed.",
     )
-    csp_allow_eval: bool = Field(
-        False, description="Add 'unsafe-eval' to the Content-Security-Policy. Only for browser automation "
-        "(Playwright's wait_for_function evaluates strings in the page); never in production.",
-    )
     anonymous_snapshot_upload: bool = Field(
         True, description="Accept PUT /api/snapshots/<sha256> without a token. Edge nodes without "
         "server.token in their config need it; turn it off once every node sends a snapshots:write token.",

@@ -20,9 +20,6 @@ import pytest
 from gridwatch.deploy.rtsp_camera.camera import Clips, RtspToolsMissing
 
 REPO = Path(__file__).resolve().parents[1]
-# Playwright's wait_for_function evaluates its predicate with eval inside the page, which the console's
-# policy refuses; servers started by the tests allow it (test_console_security.py checks the strict one).
-os.environ.setdefault("GRIDWATCH_CSP_ALLOW_EVAL", "true")
 SHARED = Path(os.environ.get("GRIDWATCH_SHARED", REPO.parent / "shared"))
 SAMPLES = SHARED / "samples"
 MOSQUITTO_CONF = REPO / "broker" / "mosquitto" / "gridwatch.conf"

@@ -45,6 +45,7 @@ from gridwatch.server.runner import ServerRunner
 from gridwatch.server.settings import ServerSettings
 from tests.auth_helpers import PASSWORD, add_account, login
 from tests.conftest import REPO, SAMPLES, Mosquitto
+from tests.reliability_helpers import wait_for
 from tests.test_server_mqtt import Publisher
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -166,7 +167,7 @@ def open_console(browser: Browser, compound: Compound, username: str, *, phone: 
     page.fill("input[name=password]", PASSWORD)
     page.click("form.login button[type=submit]")
     expect(page.locator("#logout")).to_be_visible()
-    page.wait_for_function("document.body.dataset.ready === '1'")
+    expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=30_000)
     page.errors = errors  # type: ignore[attr-defined]
     return page
 
@@ -338,7 +339,7 @@ def test_the_closed_loop_across_roles_with_a_phone(compound: Compound, browser: 
     li.context.close()
 
     chen.reload()
-    chen.wait_for_function("document.body.dataset.ready === '1'")
+    expect(chen.locator("body")).to_have_attribute("data-ready", "1", timeout=30_000)
     act(chen, "verify", stage="verified")
     act(chen, "close", stage="closed")
     act(chen, "evaluate", {"select[name=rating]": "5"}, stage="evaluated")
@@ -384,8 +385,8 @@ UNTRANSLATED = """() => {
 
 def check_page(page: Page, route: str) -> None:
     page.goto(f"/#/{route}")
-    page.wait_for_function(f"document.body.dataset.view === {json.dumps(route.split('/')[0])} "
-                           "&& document.body.dataset.ready === '1'")
+    expect(page.locator("body")).to_have_attribute("data-view", route.split("/")[0], timeout=30_000)
+    expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=30_000)
     page.wait_for_load_state("networkidle")
     misses = page.evaluate("[...window.gridwatchI18n.misses]")
     assert misses == [], f"{route}: keys missing from the {page.evaluate('document.documentElement.lang')} catalogue"
@@ -564,7 +565,8 @@ def test_every_view_as_every_role_has_no_leftovers_and_real_chinese(compound: Co
         assert views, username
         for view in views:
             page.click(f"nav a[data-nav='{view}']")
-            page.wait_for_function(f"document.body.dataset.view === '{view}'")  # set once the view has loaded
+            # set once the view has loaded
+            expect(page.locator("body")).to_have_attribute("data-view", view, timeout=30_000)
             text = page.inner_text("#main")
             assert not LEFTOVERS.search(text), f"{username} / {view}: {LEFTOVERS.search(text)[0]!r} in {text[:300]!r}"
         heading = page.inner_text("#bar h1")
@@ -651,8 +653,9 @@ def test_a_fire_lane_tickets_start_and_end_clips_play_on_its_page(compound: Comp
         video = page.locator(f"section.clips figure[data-event='{event.event_id}'] video")
         expect(video).to_be_visible()
         video.evaluate("v => v.play()")
-        page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0.5", arg=video.element_handle(),
-                               timeout=15000)
+        playing = wait_for(lambda clip=video: clip.evaluate("v => v.readyState >= 2 && v.currentTime > 0.5"), bool,
+                           timeout=15)
+        assert playing, "the clip did not play in Chromium"
         state = video.evaluate("v => ({ready: v.readyState, time: v.currentTime, duration: v.duration, "
                                "width: v.videoWidth, error: v.error && v.error.code})")
         print(f"\n{event.phase.value} clip in Chromium: {state}")

@@ -34,7 +34,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", PROXY}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerRunner]:
     settings = ServerSettings(data_dir=tmp_path_factory.mktemp("security"), port=0, admin_password=PASSWORD,
-                              trusted_proxies=[PROXY], csp_allow_eval=False)  # conftest allows eval; ships strict
+                              trusted_proxies=[PROXY])
     with ServerRunner(settings, start_ingest=False) as runner:
         yield runner
 

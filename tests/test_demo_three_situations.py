@@ -111,7 +111,7 @@ def open_demo_console(browser: Browser, api: str, lang: str) -> Page:  # noqa: F
     page.fill("input[name=password]", DEMO_PASSWORD)
     page.click("form.login button[type=submit]")
     expect(page.locator("#logout")).to_be_visible()
-    page.wait_for_function("document.body.dataset.ready === '1'")
+    expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=30_000)
     return page
 
 
@@ -133,25 +133,25 @@ def test_the_guard_sees_the_three_situations_and_the_footage_credit(demo, browse
     expect(credits.locator("a[href='https://creativecommons.org/licenses/by/4.0/']")).to_have_count(1)
 
     page.goto("/#/feed")
-    page.wait_for_function("document.body.dataset.view === 'feed'")
+    expect(page.locator("body")).to_have_attribute("data-view", "feed", timeout=30_000)
     for camera in ("gate-north-cam", "lane-east-cam", "lobby-cam"):
         expect(page.locator("main").get_by_text(camera).first).to_be_visible(timeout=30_000)
     shoot(page, workdir, f"demo-feed-{lang}")
 
     page.goto("/#/gate")
-    page.wait_for_function("document.body.dataset.view === 'gate'")
+    expect(page.locator("body")).to_have_attribute("data-view", "gate", timeout=30_000)
     expect(page.locator(".gate .company figure").first.get_by_role("img")).to_be_visible()
     expect(page.locator(".gate-outcome.sent").first).to_be_visible()
     shoot(page, workdir, f"demo-gate-{lang}")
 
     page.goto("/#/tickets")
-    page.wait_for_function("document.body.dataset.view === 'tickets'")
+    expect(page.locator("body")).to_have_attribute("data-view", "tickets", timeout=30_000)
     for camera in ("gate-north-cam", "lane-east-cam", "lobby-cam"):
         expect(page.locator("main").get_by_text(camera).first).to_be_visible()
     shoot(page, workdir, f"demo-board-{lang}")
 
     page.goto("/#/cameras")
-    page.wait_for_function("document.body.dataset.view === 'cameras'")
+    expect(page.locator("body")).to_have_attribute("data-view", "cameras", timeout=30_000)
     for camera in ("lobby-cam", "gate-north-cam", "lane-east-cam", "lane-west-cam"):  # none 'status unknown'
         expect(page.locator(f"article.camera[data-camera='{camera}'] .status.online")).to_be_visible()
     shoot(page, workdir, f"demo-cameras-{lang}")

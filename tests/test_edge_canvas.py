@@ -7,14 +7,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from gridwatch.edge.config import ConfigError, parse_config
-from gridwatch.edge.perception.detect import OnnxDetector, optimised_graph
-from gridwatch.edge.perception.layouts import canvas_size
+from gridwatch.edge.perception.detect import DetectorError, OnnxDetector, optimised_graph
+from gridwatch.edge.perception.layouts import YoloxLayout, canvas_size, letterbox
 from gridwatch.models.derived import any_size_model, optimised_model
+from gridwatch.models.focus import fold_focus
 from gridwatch.models.resolver import resolve_model
+from gridwatch.models.sppf import chain_spp
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,43 @@ def test_the_derived_model_has_symbolic_height_width_and_anchor_rows(model) -> N
         rows = sum((height // s) * (width // s) for s in (8, 16, 32))
         out = session.run(None, {"images": np.zeros((1, 3, height, width), np.float32)})[0]
         assert out.shape == (1, rows, 85)
+
+
+def kernel(node: onnx.NodeProto) -> list[int]:
+    return onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "kernel_shape"))
+
+
+def test_the_rewritten_graph_gives_the_exported_models_outputs(model, samples: Path) -> None:
+    """The derived copy runs one 6x6 stride-2 stem convolution instead of Focus's slices and 3x3 conv,
+    and a chain of 5x5 pools instead of SPP's 5/9/13 side by side; its raw output on a real frame is
+    the exported model's."""
+    derived = onnx.load(str(any_size_model(model.path)))
+    assert not [n for n in derived.graph.node if n.op_type == "Slice"]
+    stem = derived.graph.node[0]
+    assert stem.op_type == "Conv" and stem.input[0] == "images" and kernel(stem) == [6, 6]
+    pools = [n for n in derived.graph.node if n.op_type == "MaxPool"]
+    assert [kernel(p) for p in pools] == [[5, 5]] * 3
+    assert [p.input[0] for p in pools[1:]] == [p.output[0] for p in pools[:2]]
+    canvas, _ = letterbox(cv2.imread(str(samples / "dog.jpg")), (416, 416))
+    blob = YoloxLayout.blob([canvas])
+    providers = ["CPUExecutionProvider"]
+    exported = ort.InferenceSession(str(model.path), providers=providers).run(None, {"images": blob})[0]
+    folded = ort.InferenceSession(str(any_size_model(model.path)), providers=providers).run(None, {"images": blob})[0]
+    np.testing.assert_allclose(folded, exported, rtol=1e-4, atol=2e-4)
+
+
+def test_a_graph_without_a_focus_stem_or_spp_is_left_alone() -> None:
+    osnet = onnx.load(str(resolve_model("osnet_x0_25_msmt17", allow_download=False).path))
+    before = osnet.SerializeToString()
+    assert not fold_focus(osnet) and not chain_spp(osnet)
+    assert osnet.SerializeToString() == before
+
+
+def test_the_model_as_exported_runs_only_its_own_size(model) -> None:
+    exported = OnnxDetector(model.path, model.spec.classes, input_size=(416, 416), as_exported=True)
+    assert exported.session.get_inputs()[0].shape == [1, 3, 416, 416]
+    with pytest.raises(DetectorError, match="as exported takes only"):
+        OnnxDetector(model.path, model.spec.classes, input_size=(384, 672), as_exported=True)
 
 
 @pytest.mark.parametrize("pixels", [352 * 640, 384 * 672, 448 * 800])

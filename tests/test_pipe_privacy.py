@@ -93,7 +93,7 @@ def test_every_served_image_of_a_face_clip_has_its_faces_blurred(tmp_path: Path,
         tickets = get_json(f"{api}/api/tickets?limit=100", auth)["items"]
         assert {t["snapshot_sha256"] for t in tickets} <= set(images)
 
-        checked = 0
+        checked, sharpest = 0, 0.0
         for sha256, (frame, offset) in images.items():
             data = get(f"{api}/api/snapshots/{sha256}", auth)  # what the console shows
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -101,9 +101,11 @@ def test_every_served_image_of_a_face_clip_has_its_faces_blurred(tmp_path: Path,
             for face in labelled_faces_in(image, labels[frame], offset):
                 variance = sharpness(image, face)
                 assert variance < SHARP_LAPLACIAN_VAR, (sha256, frame, face, variance)
-                checked += 1
+                checked, sharpest = checked + 1, max(sharpest, variance)
         # Per person a start and two updates, each a snapshot (3 faces) and a crop (its own face), and one
         # end snapshot all three share (no box drawn on an after-view): 10 snapshots and 9 crops, 39 faces.
+        print(f"\n{len(images)} served images, {checked} labelled faces checked, the sharpest at Laplacian "
+              f"variance {sharpest:.1f} (sharp from {SHARP_LAPLACIAN_VAR})")
         assert checked >= 36, checked
     finally:
         server.stop()

@@ -73,6 +73,10 @@ def test_a_clip_upload_is_checked_filed_by_event_and_served_in_ranges(tmp_path: 
         assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4" and whole.content == data
         part = guard.get(url, headers={"Range": "bytes=0-99"})
         assert part.status_code == 206 and part.content == data[:100]
+        assert guard.get(url, headers={"Range": "bytes=100-"}).status_code == 206  # the same view, playing on
+        add_account(runner, "boss", "admin")
+        log = login(runner.url, "boss").get("/api/evidence-access", params={"sha256": clip.sha256}).json()
+        assert [(a["actor"], a["ticket_id"]) for a in log["items"]] == [("guard", outcome.ticket_id)] * 2, log
         listed = guard.get("/api/clips", params={"ticket_id": outcome.ticket_id}).json()
         assert [(c["event_id"], c["phase"], c["url"]) for c in listed] == [
             (event.event_id, "start", f"/api/clips/{event.event_id}")]

@@ -41,15 +41,16 @@ from gridwatch.models.resolver import resolve_model
 log = logging.getLogger(__name__)
 
 
-def build_detector(config: EdgeConfig) -> OnnxDetector:
-    """The node's one detector session; a setting that does not fit the model is a ConfigError naming it."""
+def build_detector(config: EdgeConfig, as_exported: bool = False) -> OnnxDetector:
+    """The node's one detector session; a setting that does not fit the model is a ConfigError naming it.
+    ``as_exported``: the model file as exported rather than the node's derived copy (the bench's reference)."""
     settings = config.detector
     model = resolve_model(settings.model, settings.model_path)
     try:
         return OnnxDetector(
             model.path, settings.classes or model.spec.classes, settings.input_size,
             settings.confidence, settings.class_confidence, settings.nms_iou, settings.threads,
-            tuple(PROVIDERS[p] for p in settings.providers), model.spec.layout, settings.pixels,
+            tuple(PROVIDERS[p] for p in settings.providers), model.spec.layout, settings.pixels, as_exported,
         )
     except DetectorError as exc:
         raise ConfigError(str(exc)) from None

@@ -191,7 +191,7 @@ def create_app(settings: ServerSettings | None = None, start_ingest: bool = True
 
     app.mount("/console", StaticFiles(directory=console.CONSOLE_DIR), name="console")
     docs.install(app)
-    app.add_middleware(security.SecurityHeaders, allow_eval=settings.csp_allow_eval)
+    app.add_middleware(security.SecurityHeaders)
     # Outermost: the client's scheme and address from X-Forwarded-* only when a listed proxy sent them.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app

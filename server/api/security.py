@@ -38,16 +38,10 @@ def policy(script_hashes: list[str] | None = None, *, inline_styles: bool = Fals
 class SecurityHeaders:
     """Pure ASGI (not ``BaseHTTPMiddleware``), so server-sent event streams pass through unbuffered.
     Runs inside the proxy-headers middleware, so ``scope["scheme"]`` is already the client's.
+    One policy for everyone: the browser tests drive the console under the same one."""
 
-    ``allow_eval`` (``csp_allow_eval``, off in production) exists for browser automation only:
-    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page."""
-
-    def __init__(self, app: ASGIApp, allow_eval: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.headers = dict(HEADERS)
-        if allow_eval:
-            self.headers["Content-Security-Policy"] = CSP.replace("script-src 'self'",
-                                                                  "script-src 'self' 'unsafe-eval'")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +52,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
+                for name, value in HEADERS.items():
                     headers.setdefault(name, value)
                 if tls:
                     headers.setdefault("Strict-Transport-Security", HSTS)

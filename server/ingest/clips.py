@@ -58,6 +58,11 @@ class ClipStore:
         path = self.path(event_id)
         return path if path.is_file() else None
 
+    @staticmethod
+    def sha256_of(path: Path) -> str:
+        """The stored clip's hash (the evidence log files a view under it; clips are bounded, a few MB)."""
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
     def files(self) -> list[Path]:
         return [p for p in self.root.glob("??/*.mp4") if EVENT_ID_RE.match(p.stem)] if self.root.is_dir() else []
 
@@ -74,7 +79,7 @@ class ClipStore:
         if not is_mp4(data):
             raise SnapshotError(415, "unsupported_media_type", "a clip must be an MP4 file")
         if path.is_file():
-            if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+            if self.sha256_of(path) != sha256:
                 raise SnapshotError(409, "clip_exists", f"event {event_id} already has a different clip")
             return StoredClip(event_id, path, len(data), sha256, created=False)
         path.parent.mkdir(parents=True, exist_ok=True)

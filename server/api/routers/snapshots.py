@@ -147,8 +147,12 @@ def list_clips(ticket_id: Annotated[int, Query(ge=1, le=MAX_ROW_ID)], request: R
 @router.get("/clips/{event_id}", response_class=FileResponse,
             responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {"model": ErrorResponse}})
 def get_clip(event_id: EventId, request: Request) -> FileResponse:
-    """The clip of an event (byte ranges served, so a browser can seek); 404 while it is not uploaded yet."""
-    path = ClipStore.beside(request.app.state.snapshots).find(event_id)
+    """The clip of an event (byte ranges served, so a browser can seek); 404 while it is not uploaded yet.
+    Each view (its first range) is in the evidence access log, as a snapshot's is."""
+    clips = ClipStore.beside(request.app.state.snapshots)
+    path = clips.find(event_id)
     if path is None:
         raise HTTPException(404, f"no clip for event {event_id}")
+    if evidence_log.is_first_range(request):
+        evidence_log.record_clip(request, clips.sha256_of(path), event_id)
     return FileResponse(path, media_type=MEDIA_TYPE, headers={"Cache-Control": evidence_log.CACHE_CONTROL})
