@@ -95,8 +95,8 @@ def evidence(probabilities: np.ndarray, alphabet: list[str], segments: list[list
     return Evidence(colour, scores, province, height, red_tail)
 
 
-def decide(readings: Sequence[Evidence], alphabet: list[str]) -> tuple[str | None, float]:
-    """(text, confidence) from one or more readings of the same plate (one strip, or one per frame).
+def decide(readings: Sequence[Evidence], alphabet: list[str]) -> tuple[str | None, float, PlateColour | None]:
+    """(text, confidence, plate colour) from one or more readings of the same plate (one strip, or one per frame).
 
     The readings of the most common colour and length count, when they are more than half; each position is
     the character with the highest mean probability, the confidence the weakest position's mean. The first
@@ -104,12 +104,12 @@ def decide(readings: Sequence[Evidence], alphabet: list[str]) -> tuple[str | Non
     (the product of their probabilities), so that the strip's favourite province (皖) does not outvote a glyph
     read clearly, nor a glyph's stray guess a strip read clearly. On a small strip a province the joined
     opinion does not give :data:`PROVINCE_POSTERIOR` makes the confidence 0: unreadable rather than a guess.
-    Text is None when no group of readings holds a plate's number of characters."""
+    Text and colour are None when no group of readings holds a plate's number of characters."""
     if not readings:
-        return None, 0.0
+        return None, 0.0, None
     (colour, length), count = Counter((r.colour, r.length) for r in readings).most_common(1)[0]
     if count * 2 <= len(readings):
-        return None, 0.0
+        return None, 0.0, None
     group = [r for r in readings if (r.colour, r.length) == (colour, length)]
     text, weakest = "", 1.0
     for position in range(length):
@@ -130,7 +130,7 @@ def decide(readings: Sequence[Evidence], alphabet: list[str]) -> tuple[str | Non
     if length == 6:  # a white plate's red 警 the recogniser left out, seen by its colour
         text += "警"
         weakest = min(weakest, float(np.mean([r.red_tail for r in group])) / (2 * RED_TAIL_SHARE))
-    return text, weakest
+    return text, weakest, colour
 
 
 def province_indices(alphabet: list[str]) -> np.ndarray:

@@ -127,9 +127,8 @@ class PlateReader:
 
     def judged(self, readings: Sequence[Evidence], alphabet: list[str], quad: Quad | None) -> PlateRead:
         """The plate ``readings`` (of one strip, or of several frames) decide on, or an unreadable read."""
-        text, confidence = decide(readings, alphabet)
+        text, confidence, colour = decide(readings, alphabet)
         plate = normalise(text) if text else None
-        colour = readings[0].colour if text else None
         if plate is not None and (colour is None or not fits_colour(plate, colour)):
             plate = None
         return PlateRead(plate if confidence >= self.min_confidence else None, round(confidence, 3), colour, quad,
