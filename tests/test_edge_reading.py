@@ -12,6 +12,7 @@ from bench.common import sampled_frames
 from bench.detector import detector_for
 from bench.plate_render import plate_scene, random_plate, render_plate
 from gridwatch.edge.reading.engine import TextEngine
+from gridwatch.edge.reading.plate_decode import Evidence, allowed_indices
 from gridwatch.edge.reading.plate_format import PlateColour, background_colour, display, normalise
 from gridwatch.edge.reading.plates import PlateRead, PlateReader, PlateVote
 
@@ -37,15 +38,57 @@ def test_each_plate_colour_is_recognised_in_light_and_at_dusk(colour: PlateColou
     assert background_colour((face * 0.45).astype(np.uint8)) is colour
 
 
+def _seen(plate: str, certainty: float = 0.9) -> PlateRead:
+    """A blue plate's reading as one frame's strip would give it: each character at ``certainty``."""
+    alphabet = _reader().engine.alphabet()
+    scores = []
+    for position, character in enumerate(plate):
+        choices = [alphabet[i] for i in allowed_indices(alphabet, position, len(plate), PlateColour.BLUE)]
+        row = np.full(len(choices), (1 - certainty) / (len(choices) - 1), np.float32)
+        row[choices.index(character)] = certainty
+        scores.append(row)
+    return PlateRead(plate, certainty, PlateColour.BLUE,
+                     evidence=Evidence(PlateColour.BLUE, tuple(scores), scores[0].copy(), height=40.0))
+
+
 def test_the_vote_needs_agreement() -> None:
-    read = functools.partial(PlateRead, confidence=0.9, colour=PlateColour.BLUE)
-    vote = PlateVote()
-    vote.add(read("京A12345"))
+    vote = PlateVote(_reader())
+    vote.add(_seen("京A12345"))
     assert not vote.result().readable, "one frame alone is not enough"
-    vote.add(read("京A12346"))
+    vote.add(_seen("京A12346"))
     assert not vote.result().readable, "two frames that disagree are not a plate"
-    vote.add(read("京A12345"))
+    vote.add(_seen("京A12345"))
     assert vote.result().plate == "京A12345"
+
+
+def test_the_vote_is_per_character() -> None:
+    """Three frames, each unsure of a different character (so none is a read alone), sure of the rest:
+    over the frames every character is clear, and the number is read."""
+    vote = PlateVote(_reader())
+    for lost in (2, 4, 6):
+        scores = [s.copy() for s in _seen("京A12345").evidence.scores]
+        scores[lost] = np.full_like(scores[lost], 1 / len(scores[lost]))
+        frame = _reader().judged([Evidence(PlateColour.BLUE, tuple(scores), scores[0], 40.0)],
+                                 _reader().engine.alphabet(), None)
+        assert not frame.readable, "one frame's doubtful character makes it no read"
+        vote.add(frame)
+    result = vote.result()
+    assert (result.plate, result.colour) == ("京A12345", PlateColour.BLUE)
+    assert result.confidence == pytest.approx((2 * 0.9 + 1 / 34) / 3, abs=0.002)
+
+
+def test_a_small_plate_s_province_must_be_clear() -> None:
+    """A province the strip reads at 0.6 and the glyph alone leaves open: a guess on a strip under 36 px
+    (unreadable), a read on a larger one."""
+    read = _seen("京A12345")
+    province = read.evidence.scores[0] * 0 + 0.4 / (len(read.evidence.scores[0]) - 1)
+    province[read.evidence.scores[0].argmax()] = 0.6
+    open_glyph = np.full_like(province, 1 / len(province))
+    scores = (province, *read.evidence.scores[1:])
+    alphabet = _reader().engine.alphabet()
+    assert not _reader().judged([Evidence(read.colour, scores, open_glyph, height=20.0)], alphabet, None).readable
+    assert _reader().judged([Evidence(read.colour, scores, open_glyph, height=40.0)], alphabet, None).plate == \
+        "京A12345"
 
 
 @functools.cache
@@ -87,7 +130,7 @@ def test_a_plate_too_small_to_read_is_unreadable_not_guessed() -> None:
     for colour in PlateColour:
         plate = random_plate(rng, colour)
         scene = plate_scene(frame, box, plate, colour, 9, 20.0, 0.0, rng)
-        vote = PlateVote()
+        vote = PlateVote(_reader())
         for _ in range(3):
             vote.add(_reader().read(scene.image, scene.vehicle_box))
         assert vote.result().plate in (None, plate)

@@ -5,21 +5,29 @@ from behind or in front), at a size where a plate's characters are large enough 
 a text line is a plate candidate when its aspect is a plate's and its background has a plate
 colour. Reading: the recogniser on each candidate's strip, cut from the frame at full resolution,
 and the result kept only when it fits the mainland format and the colour. Several frames of one
-incident are voted on (:class:`PlateVote`): a number read once, or outvoted, is not reported;
-when the first three leave it undecided, up to two more are read (:func:`read_voted`).
+incident are voted on character by character (:class:`PlateVote`): each position's probabilities are
+averaged over the frames, so a character one frame saw clearly and another blurred still counts; a
+number that is not clear over at least two frames is not reported, and when the first three leave it
+undecided, up to two more are read (:func:`read_voted`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from gridwatch.edge.reading.engine import Quad, TextEngine, aspect, rectify
-from gridwatch.edge.reading.plate_decode import decide, plate_segments, province_indices
+from gridwatch.edge.reading.plate_decode import (
+    RED_TAIL_SHARE,
+    Evidence,
+    decide,
+    evidence,
+    plate_segments,
+    province_indices,
+)
 from gridwatch.edge.reading.plate_format import PlateColour, background_colour, fits_colour, normalise
 
 SEARCH_BAND_Y = 0.3      # the plate is below this share of the box's height (from its top)
@@ -31,9 +39,6 @@ MIN_PLATE_HEIGHT_PX = 9  # a text line lower than this in the frame is not read 
 UNREADABLE = "unreadable"
 CTC_STEP_PX = 8           # the recogniser emits one time step per 8 columns of its 48 px high input
 PROVINCE_WIDEN = 1.8      # a plate's province character is ~half as wide as high; print is square
-# Strips lower than this (plates under ~46 px): both province readings must agree. Measured with 48 plates a
-# bucket (bench plates): at 25, 8 % wrong voted reads at 28-36 px (83 % exact); at 36, 2 % (77 % exact).
-STRICT_BELOW_PX = 36
 RED_CHARACTER_SHARE = 0.2  # a white plate's red last character: a sixth of the plate, plus its gap
 STRIP_MARGIN = 0.0        # of the text line's width, each side, added before recognition (measured: none is best)
 FIRST_VOTE_FRAMES = 3     # frames read and voted on first ...
@@ -44,7 +49,6 @@ MAX_VOTE_FRAMES = 5       # ... and up to this many when those leave the number 
 STRIP_WIDEN = 1.6
 STRIP_GROW = 0.1          # of the text line's height, on every side, kept around it for the recogniser
 RED_HUES = (10, 170)      # OpenCV hues at or below the first, or at or above the second, are red
-RED_TAIL_SHARE = 0.08     # of the columns after a white plate's 6th character: red ink there is its 警
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class PlateRead:
     colour: PlateColour | None
     quad: Quad | None = None  # where the plate is, in the frame's pixels
     raw: str = ""             # what the recogniser said, for the record
+    # what the strip said per character, for the vote over frames (none when no plate-like strip was read)
+    evidence: Evidence | None = field(default=None, compare=False, repr=False)
 
     @property
     def readable(self) -> bool:
@@ -107,23 +113,29 @@ class PlateReader:
         alphabet = self.engine.alphabet()
         for candidate in candidates:
             strip_quad = _widened(_grown(candidate.quad, STRIP_GROW), STRIP_MARGIN, STRIP_MARGIN)
-            text, confidence = self._decode(image, strip_quad, candidate.colour, alphabet)
-            if text is None and candidate.colour is PlateColour.WHITE:
+            seen = self._evidence(image, strip_quad, candidate.colour, alphabet)
+            if seen is None and candidate.colour is PlateColour.WHITE:
                 # the red class character (警) at the end of a white plate is often left out of the text line
-                text, confidence = self._decode(image, _widened(strip_quad, 0.0, RED_CHARACTER_SHARE),
-                                                candidate.colour, alphabet)
-            plate = normalise(text) if text else None
-            if plate is not None and not fits_colour(plate, candidate.colour):
-                plate = None
-            read = PlateRead(plate if confidence >= self.min_confidence else None, round(confidence, 3),
-                             candidate.colour, candidate.quad, text or "")
-            if (read.readable, read.confidence) > (best.readable, best.confidence):
+                seen = self._evidence(image, _widened(strip_quad, 0.0, RED_CHARACTER_SHARE), candidate.colour,
+                                      alphabet)
+            if seen is None:
+                continue
+            read = self.judged([seen], alphabet, candidate.quad)
+            if (read.readable, read.confidence) > (best.readable, best.confidence) or best.evidence is None:
                 best = read
         return best
 
+    def judged(self, readings: Sequence[Evidence], alphabet: list[str], quad: Quad | None) -> PlateRead:
+        """The plate ``readings`` (of one strip, or of several frames) decide on, or an unreadable read."""
+        text, confidence, colour = decide(readings, alphabet)
+        plate = normalise(text) if text else None
+        if plate is not None and (colour is None or not fits_colour(plate, colour)):
+            plate = None
+        return PlateRead(plate if confidence >= self.min_confidence else None, round(confidence, 3), colour, quad,
+                         text or "", readings[0] if len(readings) == 1 else None)
 
-    def _decode(self, image: np.ndarray, quad: Quad, colour: PlateColour,
-                alphabet: list[str]) -> tuple[str | None, float]:
+    def _evidence(self, image: np.ndarray, quad: Quad, colour: PlateColour, alphabet: list[str]) -> Evidence | None:
+        """What the recogniser reads per character on the strip ``quad``; None when it holds no plate's count."""
         strip = rectify(image, quad)
         strip = cv2.resize(strip, None, fx=STRIP_WIDEN, fy=1.0, interpolation=cv2.INTER_CUBIC)
         probabilities = self.engine.probabilities(strip)
@@ -133,15 +145,17 @@ class PlateReader:
             segments = plate_segments(probabilities, alphabet, lengths=(6,))
             red_tail = _red_tail(strip, segments) if segments is not None else 0.0
             if red_tail < RED_TAIL_SHARE:
-                return None, 0.0
+                return None
         if segments is None:
-            return None, 0.0
-        height = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
-        text, confidence = decide(probabilities, alphabet, segments, colour,
-                                  self._province(strip, segments, alphabet), strict=height < STRICT_BELOW_PX)
-        if len(segments) == 6:  # the red 警 the recogniser left out, seen by its colour
-            text, confidence = text + "警", min(confidence, red_tail / (2 * RED_TAIL_SHARE))
-        return text, confidence
+            return None
+        height = float(np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+        seen = evidence(probabilities, alphabet, segments, colour, self._province(strip, segments, alphabet),
+                        height, red_tail)
+        if colour is PlateColour.WHITE and len(segments) == 7:
+            # the 7th character is the red 警, which the recogniser often takes for 号, 置 or 张: its colour says so
+            red = min(1.0, _red_tail(strip, segments[:6]) / (2 * RED_TAIL_SHARE))
+            seen = replace(seen, scores=(*seen.scores[:6], np.maximum(seen.scores[6], red)))
+        return seen
 
     def _province(self, strip: np.ndarray, segments: list[list[int]], alphabet: list[str]) -> np.ndarray | None:
         """The first character read again on its own, at a normal glyph's proportions.
@@ -191,30 +205,34 @@ def _grown(quad: Quad, share: float) -> Quad:
 
 
 class PlateVote:
-    """Reads of one vehicle over several frames; the number is the one most frames agree on.
+    """Reads of one vehicle over several frames, decided character by character.
 
-    A number counts only when at least ``min_votes`` readable frames agree on it and it has more
-    than half of the readable frames: one lucky (or wrong) frame is never the answer."""
+    Each frame's evidence (per position, the probability of each character allowed there) is averaged
+    over the frames that read a plate-like strip (:func:`~gridwatch.edge.reading.plate_decode.decide`):
+    a character one frame saw clearly and another blurred still counts, and on a small plate the
+    province's two readings are joined over all frames. At least ``min_votes`` frames must have read the
+    strip and more than half of them must agree on its colour and length: one lucky (or wrong) frame is
+    never the answer, and the number must still pass the reader's confidence."""
 
-    def __init__(self, min_votes: int = 2) -> None:
-        self.min_votes = min_votes
+    def __init__(self, reader: PlateReader, min_votes: int = 2) -> None:
+        self.reader, self.min_votes = reader, min_votes
         self.reads: list[PlateRead] = []
 
     def add(self, read: PlateRead) -> None:
         self.reads.append(read)
 
     def result(self) -> PlateRead:
-        readable = [r for r in self.reads if r.readable]
-        if not readable:
+        seen = [r for r in self.reads if r.evidence is not None]
+        if not seen:
             return NOTHING
-        counts = Counter(r.plate for r in readable)
-        plate, votes = max(counts.items(), key=lambda item: (item[1], sum(r.confidence for r in readable
-                                                                            if r.plate == item[0])))
-        if votes < self.min_votes or votes * 2 <= len(readable):
-            return PlateRead(None, 0.0, None, raw=",".join(sorted(counts)))
-        best = max((r for r in readable if r.plate == plate), key=lambda r: r.confidence)
-        return PlateRead(plate, round(float(np.mean([r.confidence for r in readable if r.plate == plate])), 3),
-                         best.colour, best.quad, best.raw)
+        raw = ",".join(sorted({r.plate or r.raw for r in seen}))
+        if len(seen) < self.min_votes:
+            return PlateRead(None, 0.0, None, raw=raw)
+        best = max(seen, key=lambda r: (r.readable, r.confidence))
+        voted = self.reader.judged([r.evidence for r in seen if r.evidence is not None],
+                                   self.reader.engine.alphabet(), best.quad)
+        return PlateRead(voted.plate, voted.confidence, voted.colour, best.quad, raw) if voted.readable \
+            else PlateRead(None, 0.0, None, raw=raw)
 
 
 def read_voted(reader: PlateReader, crops: Sequence[tuple[np.ndarray, np.ndarray]]
@@ -222,10 +240,10 @@ def read_voted(reader: PlateReader, crops: Sequence[tuple[np.ndarray, np.ndarray
     """The vote over the first :data:`FIRST_VOTE_FRAMES` of ``crops`` (image, vehicle box), and when that
     leaves the number undecided, over one more at a time up to :data:`MAX_VOTE_FRAMES`; with every read made.
 
-    On a small plate the two readings of the province character often disagree in one frame and agree
-    in the next (noise, compression): more frames turn "unreadable" into a number without lowering the
-    bar a number must pass. A plate read at once costs no more than before."""
-    vote = PlateVote(min_votes=min(2, len(crops)))
+    On a small plate the province character is often left open by one frame and clear in the next (noise,
+    compression): more frames turn "unreadable" into a number without lowering the bar a number must pass.
+    A plate read at once costs no more than before."""
+    vote = PlateVote(reader, min_votes=min(2, len(crops)))
     reads: list[tuple[PlateRead, np.ndarray]] = []
     for image, box in crops[:MAX_VOTE_FRAMES]:
         read = reader.read(image, box)

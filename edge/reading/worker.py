@@ -40,7 +40,7 @@ class PlateResult:
     key: str
     read: PlateRead          # the vote's outcome
     frames: int              # crops read (the first three, more only when those left the number undecided)
-    crop: np.ndarray | None  # the plate, cut from the best agreeing frame (None when unreadable)
+    crop: np.ndarray | None  # the plate, cut from the frame that read it best (None when unreadable)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,9 @@ class ReadingWorker:
         result, reads = read_voted(self.plates, job.crops)
         crop = None
         if result.readable:
-            best, image = max(((r, i) for r, i in reads if r.plate == result.plate), key=lambda ri: ri[0].confidence)
+            # the vote is per character: the frame that read the voted number, else the surest frame with a strip
+            best, image = max(((r, i) for r, i in reads if r.quad is not None),
+                              key=lambda ri: (ri[0].plate == result.plate, ri[0].confidence))
             crop = plate_crop(image, best.quad)
         return PlateResult(job.key, result, len(reads), crop)
 
