@@ -207,7 +207,7 @@ def main() -> None:
     headers = ["height", "n", "exact (1 frame)", "characters", "unreadable", "exact (vote of 3-5)", "wrong (vote)"]
     print("plates: rendered on vehicles of", ", ".join(CAR_CLIPS), "(±25° perspective, blur, noise, dusk, JPEG 30-90)")
     print(table(headers, [b.row() for b in report.plates]))
-    print(f"exact after the vote: {report.exact_share(28, 48):.0%} at >= 28 px, {report.exact_share(20, 28):.0%} "
+    print(f"exact after the vote: {report.exact_share(28, 48):.1%} at >= 28 px, {report.exact_share(20, 28):.1%} "
           f"at 20-28 px (acceptance: >= 90 % and >= 50 %)")
     print(f"wrong voted reads: {len(report.wrong_reads)} {'; '.join(report.wrong_reads)}")
     print(f"false plates on {report.vehicle_boxes} unmodified vehicle boxes: {len(report.false_plates)} "
