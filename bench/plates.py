@@ -3,7 +3,8 @@
 Plates are rendered at run time (``bench/plate_render.py``: real formats and colours, random valid
 numbers, nothing stored) onto the vehicles the detector finds in real frames of the shared car
 clips, turned up to ±25° in perspective, 12-48 px high, then blurred, noised, darkened to dusk and
-JPEG-compressed at quality 30-90 like a camera at night. Per height bucket: the exact-read rate
+JPEG-compressed at quality 30-90 like a camera at night; each seed of ``SEEDS`` renders its own plates
+and words, and the report pools them. Per height bucket: the exact-read rate
 and the character accuracy of one frame, and the exact and wrong rates after the node's vote
 (:func:`~gridwatch.edge.reading.plates.read_voted`: three frames, up to five when those leave the
 number undecided; fresh noise and compression each, the car standing still). False plates: the reader
@@ -40,7 +41,9 @@ WORD_BUCKETS = ((12, 20), (20, 28), (28, 48))
 PLATES_PER_BUCKET = 48
 WORDS_PER_BUCKET = 12
 MIN_CARRIER_PX = 24  # vehicle/person boxes smaller than this carry no rendered plate
-SEED = 23
+# Each seed renders its own plates and words; the report pools them. One seed's 48 plates a bucket swing
+# by a few plates (seed 23: 89.6 % at >= 28 px, seed 7: 97.9 %), so the default is two seeds' worth.
+SEEDS = (23, 7)
 UNMODIFIED_FPS = 5.0  # every frame a camera samples, for the false plates and words
 
 
@@ -182,7 +185,6 @@ def measure(per_bucket: int = PLATES_PER_BUCKET, words_per_bucket: int = WORDS_P
     people = carriers(detector, (WORKER_CLIP,), ("person",), fps)
     all_cars = carriers(detector, CAR_CLIPS, VEHICLES, UNMODIFIED_FPS, min_px=0)
     all_people = carriers(detector, (WORKER_CLIP,), ("person",), UNMODIFIED_FPS, min_px=0)
-    rng = np.random.default_rng(SEED)
     report = PlatesReport([Bucket(*b) for b in PLATE_BUCKETS], [Bucket(*b) for b in WORD_BUCKETS],
                           len(all_cars), [], len(all_people), [])
     # false plates and words: every box of the unmodified clips
@@ -197,8 +199,10 @@ def measure(per_bucket: int = PLATES_PER_BUCKET, words_per_bucket: int = WORDS_P
         read = words.read(frame, box)
         if read.company:
             report.false_words.append(f"{read.company}:{read.word}")
-    measure_plates(plates, cars, report, rng, per_bucket)
-    measure_words(words, people, report, rng, words_per_bucket)
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        measure_plates(plates, cars, report, rng, per_bucket)
+        measure_words(words, people, report, rng, words_per_bucket)
     return report
 
 
@@ -256,7 +260,7 @@ def overhead(rounds: int = OVERHEAD_ROUNDS, seconds: float = OVERHEAD_S) -> dict
     detector = detector_for(1)
     frames = sampled_frames(CAR_CLIPS[0])[:60]
     cars = carriers(detector, CAR_CLIPS, VEHICLES, 2.0)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(SEEDS[0])
     scenes = []
     for n in range(6):
         frame, box = cars[n % len(cars)]
