@@ -111,13 +111,13 @@ def decide(readings: Sequence[Evidence], alphabet: list[str]) -> tuple[str | Non
     if count * 2 <= len(readings):
         return None, 0.0, None
     group = [r for r in readings if (r.colour, r.length) == (colour, length)]
+    glyphs = [r.province for r in group if r.province is not None]
     text, weakest = "", 1.0
     for position in range(length):
         choices = allowed_indices(alphabet, position, length, colour)
         mean = np.mean([r.scores[position] for r in group], axis=0)
         pick = int(mean.argmax())
         confidence = float(mean[pick])
-        glyphs = [r.province for r in group if r.province is not None]
         if position == 0 and glyphs and len(choices) == len(glyphs[0]):
             joined = _normalised(np.mean([_normalised(r.scores[0]) for r in group], axis=0)
                                  * np.mean([_normalised(g) for g in glyphs], axis=0))

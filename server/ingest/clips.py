@@ -9,6 +9,7 @@ for the same event is refused (evidence is never silently replaced).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -22,6 +23,13 @@ from gridwatch.server.ingest.snapshots import SnapshotError, SnapshotStore, is_s
 MAX_CLIP_BYTES = 40 * 1024 * 1024
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MEDIA_TYPE = "video/mp4"
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """Keyed by size and mtime too, so a file replaced under the same name is hashed again."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,10 @@ class ClipStore:
 
     @staticmethod
     def sha256_of(path: Path) -> str:
-        """The stored clip's hash (the evidence log files a view under it; clips are bounded, a few MB)."""
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        """The stored clip's hash (the evidence log files each view under it). A stored clip never changes
+        (a different one is refused), so it is hashed once per file, streamed, not on every view."""
+        stat = path.stat()
+        return _file_sha256(path, stat.st_size, stat.st_mtime_ns)
 
     def files(self) -> list[Path]:
         return [p for p in self.root.glob("??/*.mp4") if EVENT_ID_RE.match(p.stem)] if self.root.is_dir() else []
